@@ -24,8 +24,9 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/etlnorm demo
 
+# pytest's exit 5 (nothing collected) counts as a failure, like any other.
 test: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install
 	$(VENV)/bin/ruff check .
