@@ -1,3 +1,39 @@
-"""etlnorm: biomedical term normalization inside the data warehouse."""
+"""etlnorm: biomedical term normalization inside the data warehouse.
+
+    >>> from etlnorm import normalize
+    >>> normalize(["seizures", "low-set ears"], "hp")[0].id
+    'HP:0001250'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+__all__ = ["Mapping", "Normalizer", "normalize", "resolve"]
+
+if TYPE_CHECKING:
+    from etlnorm.mapping import Mapping
+    from etlnorm.normalizer import Normalizer, normalize
+    from etlnorm.store import Resolution
+
+
+def resolve(identifier: str, ontology: str | None = None) -> Resolution:
+    """The current ID for ``identifier`` in the configured database (see ``etlnorm.store.resolve``)."""
+    from etlnorm.db import ready_engine
+    from etlnorm.store import resolve as resolve_with
+
+    return resolve_with(ready_engine(), identifier, ontology)
+
+
+def __getattr__(name: str) -> Any:
+    # Heavy modules (torch, faiss) load only when used, so `etlnorm --help` stays fast.
+    if name in ("Normalizer", "normalize"):
+        from etlnorm import normalizer
+
+        return getattr(normalizer, name)
+    if name == "Mapping":
+        from etlnorm.mapping import Mapping
+
+        return Mapping
+    raise AttributeError(name)

@@ -170,3 +170,14 @@ def resolve_in(conn: Connection, identifier: str, ontology: str | None) -> Resol
     if row.obsolete:
         return Resolution(identifier, row.ontology, None, "obsolete", row.label, tuple(row.consider or ()))
     return Resolution(identifier, row.ontology, row.id, status, row.label)
+
+
+def current_terms(engine: Engine, ontology: str) -> list[tuple[str, str | None]]:
+    """(id, label) of every current (non-obsolete) term: what a constrained decoder may emit."""
+    with engine.connect() as conn:
+        current_release(conn, ontology)
+        rows = conn.execute(
+            text("SELECT id, label FROM etlnorm.term WHERE ontology = :o AND NOT obsolete ORDER BY id"),
+            {"o": ontology},
+        ).all()
+    return [(r[0], r[1]) for r in rows]

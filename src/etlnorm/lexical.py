@@ -1,0 +1,125 @@
+"""The lexical tier: normalized-string lookup against every label and synonym in the store.
+
+Ranks: a label (or an approved gene symbol) beats an EXACT synonym, which beats RELATED, BROAD
+and NARROW ones and the strings of obsolete terms (which point to their replacement). A key
+shared by several IDs at the best rank is ambiguous: its confidence is divided among them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+
+from etlnorm.mapping import Candidate, Mapping, WorkItem
+from etlnorm.textnorm import clean, looks_like_symbol, symbol_key, symbol_may_match, word_key
+
+LABEL, EXACT, OTHER = 0, 1, 2
+BASE_CONFIDENCE = {LABEL: 1.0, EXACT: 0.95, OTHER: 0.8}
+SYMBOL_TYPES = {"approved_symbol", "alias_symbol", "previous_symbol"}
+
+
+def dedup_key(term: str, symbols: bool) -> str:
+    """The unit of deduplication and caching: symbol-like input keeps its case where case matters."""
+    if symbols and looks_like_symbol(term):
+        return "sym:" + clean(term)
+    return word_key(term)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: str  # the current ID the string leads to
+    rank: int
+    text: str  # as written in the ontology (symbols are matched against it case-aware)
+
+
+@dataclass
+class Lexicon:
+    """All strings of one ontology release, keyed two ways."""
+
+    words: dict[str, list[Entry]]
+    symbols: dict[str, list[Entry]]
+    labels: dict[str, str | None]  # current id -> label
+    has_symbols: bool
+
+
+def load_lexicon(engine: Engine, ontology: str) -> Lexicon:
+    """Read terms and synonyms once; obsolete terms' strings lead to their replacement."""
+    with engine.connect() as conn:
+        terms = conn.execute(
+            text("SELECT id, label, obsolete, replaced_by FROM etlnorm.term WHERE ontology = :o"), {"o": ontology}
+        ).all()
+        synonyms = conn.execute(
+            text("SELECT id, text, scope, type FROM etlnorm.synonym WHERE ontology = :o"), {"o": ontology}
+        ).all()
+    by_id = {t.id: t for t in terms}
+    target = {t.id: current_target(t.id, by_id) for t in terms}
+    labels = {t.id: t.label for t in terms if not t.obsolete}
+    words: dict[str, list[Entry]] = defaultdict(list)
+    symbols: dict[str, list[Entry]] = defaultdict(list)
+
+    def add(term_id: str, string: str | None, rank: int, kind: str | None) -> None:
+        goal = target.get(term_id)
+        if not goal or not string:
+            return
+        if by_id[term_id].obsolete:
+            rank = OTHER
+            string = string.removeprefix("obsolete ")
+        if kind in SYMBOL_TYPES and looks_like_symbol(string):
+            symbols[symbol_key(string)].append(Entry(goal, rank, string))
+        elif key := word_key(string):
+            words[key].append(Entry(goal, rank, string))
+
+    for t in terms:
+        add(t.id, t.label, LABEL, None)
+    for s in synonyms:
+        rank = LABEL if s.type == "approved_symbol" else EXACT if s.scope == "EXACT" else OTHER
+        add(s.id, s.text, rank, s.type)
+    return Lexicon(dict(words), dict(symbols), labels, has_symbols=bool(symbols))
+
+
+def current_target(term_id: str, by_id: dict) -> str | None:
+    """The current ID a term stands for now: itself, or the end of its replaced_by chain."""
+    seen = set()
+    row = by_id.get(term_id)
+    while row is not None and row.obsolete and row.replaced_by and row.id not in seen:
+        seen.add(row.id)
+        row = by_id.get(row.replaced_by)
+    return None if row is None or row.obsolete else row.id
+
+
+class LexicalStep:
+    """Decides items whose normalized string is a known label or synonym."""
+
+    name = "lexical"
+
+    def __init__(self, lexicon: Lexicon) -> None:
+        self.lexicon = lexicon
+
+    def entries(self, term: str) -> list[Entry]:
+        found = list(self.lexicon.words.get(word_key(term), ()))
+        if self.lexicon.has_symbols and looks_like_symbol(term):
+            found += [e for e in self.lexicon.symbols.get(symbol_key(term), ()) if symbol_may_match(term, e.text)]
+        return found
+
+    def __call__(self, items: list[WorkItem]) -> None:
+        for item in items:
+            if item.decision is not None:
+                continue
+            best: dict[str, int] = {}
+            for entry in self.entries(item.text):
+                best[entry.id] = min(entry.rank, best.get(entry.id, entry.rank))
+            if not best:
+                continue
+            top = min(best.values())
+            winners = sorted(i for i, r in best.items() if r == top)
+            confidence = BASE_CONFIDENCE[top] / len(winners)
+            candidates = [
+                Candidate(i, self.lexicon.labels.get(i), BASE_CONFIDENCE[r] / (len(winners) if r == top else 1))
+                for i, r in sorted(best.items(), key=lambda kv: (kv[1], kv[0]))
+            ]
+            winner = winners[0]
+            item.candidates = candidates
+            item.decision = Mapping(item.text, winner, self.lexicon.labels.get(winner), confidence,
+                                    "exact" if top == LABEL else "synonym", candidates)  # fmt: skip

@@ -1,0 +1,134 @@
+"""The retrieval tier: a FAISS index over every label and synonym, for terms no string matches.
+
+One index per (ontology release, encoder model, variant), persisted under
+``ETLNORM_HOME/indexes``: built once (minutes on a CPU), loaded in seconds afterwards. A new
+release or another model gives another folder, so a stale index is never used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+from sqlalchemy import Engine, text
+
+from etlnorm.encoder import Encoder
+from etlnorm.mapping import Candidate, Mapping, WorkItem
+from etlnorm.store import current_release
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("all", "labels")  # "labels": labels only, for the held-out-synonym evaluation
+STRINGS_PER_ID = 4  # search this many strings per wanted candidate, then keep the best per ID
+
+
+@dataclass
+class RetrievalIndex:
+    index: faiss.Index
+    ids: list[str]  # the term ID of each vector
+    labels: dict[str, str | None]
+    folder: Path
+
+    def search(self, vectors: np.ndarray, k: int) -> list[list[Candidate]]:
+        """Top-k distinct IDs per query vector, by best cosine over the ID's strings."""
+        if len(vectors) == 0:
+            return []
+        scores, rows = self.index.search(vectors, min(k * STRINGS_PER_ID, self.index.ntotal))
+        results = []
+        for score_row, id_row in zip(scores, rows, strict=True):
+            best: dict[str, float] = {}
+            for score, row in zip(score_row, id_row, strict=True):
+                if row >= 0:
+                    term_id = self.ids[row]
+                    best.setdefault(term_id, float(score))  # rows come best first
+            ranked = sorted(best.items(), key=lambda kv: -kv[1])[:k]
+            results.append([Candidate(i, self.labels.get(i), min(1.0, max(0.0, s))) for i, s in ranked])
+        return results
+
+
+def index_folder(home: Path, ontology: str, release: str, encoder: Encoder, variant: str) -> Path:
+    safe_release = release.replace("/", "_").replace(":", "_")
+    return home / "indexes" / ontology / safe_release / f"{encoder.fingerprint}-{variant}"
+
+
+def _strings(engine: Engine, ontology: str, variant: str) -> list[tuple[str, str]]:
+    """(id, string) for every current term's label and (unless labels only) synonyms."""
+    labels = "SELECT id, label FROM etlnorm.term WHERE ontology = :o AND NOT obsolete AND label IS NOT NULL"
+    synonyms = (" UNION SELECT s.id, s.text FROM etlnorm.synonym s JOIN etlnorm.term t USING (ontology, id)"
+                " WHERE s.ontology = :o AND NOT t.obsolete")  # fmt: skip
+    query = labels + ("" if variant == "labels" else synonyms) + " ORDER BY 1, 2"
+    with engine.connect() as conn:
+        return [(r[0], r[1]) for r in conn.execute(text(query), {"o": ontology})]
+
+
+def _labels(engine: Engine, ontology: str) -> dict[str, str | None]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, label FROM etlnorm.term WHERE ontology = :o AND NOT obsolete"),
+                            {"o": ontology})  # fmt: skip
+        return {r[0]: r[1] for r in rows}
+
+
+def build_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, variant: str = "all",
+                progress: bool = True) -> tuple[Path, bool]:  # fmt: skip
+    """Build the index unless an up-to-date one exists; returns (folder, built)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}")
+    with engine.connect() as conn:
+        release = current_release(conn, ontology)
+    folder = index_folder(home, ontology, release, encoder, variant)
+    if (folder / "meta.json").is_file():
+        return folder, False
+    pairs = _strings(engine, ontology, variant)
+    start = time.perf_counter()
+    log.info("encoding %d strings of %s %s (%s) ...", len(pairs), ontology, release, variant)
+    vectors = encoder.encode([s for _, s in pairs], progress=progress)
+    index = faiss.IndexFlatIP(encoder.dim)
+    index.add(vectors)
+    # Write into a temporary folder and rename: a crash never leaves a half-written index behind.
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    faiss.write_index(index, str(partial / "index.faiss"))
+    (partial / "ids.json").write_text(json.dumps([i for i, _ in pairs]))
+    meta = {"ontology": ontology, "release": release, "variant": variant, "model": str(encoder.path),
+            "fingerprint": encoder.fingerprint, "strings": len(pairs),
+            "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+    (partial / "meta.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    log.info("index for %s %s built in %.1f s: %s", ontology, release, meta["seconds"], folder)
+    return folder, True
+
+
+def load_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, variant: str = "all") -> RetrievalIndex:
+    """The persisted index, built first if missing."""
+    folder, _ = build_index(engine, ontology, encoder, home, variant)
+    ids = json.loads((folder / "ids.json").read_text())
+    return RetrievalIndex(faiss.read_index(str(folder / "index.faiss")), ids, _labels(engine, ontology), folder)
+
+
+class RetrievalStep:
+    """Decides the items no earlier tier answered; abstains (method ``none``) below ``min_confidence``."""
+
+    name = "retrieval"
+
+    def __init__(self, index: RetrievalIndex, encoder: Encoder, top_k: int = 5, min_confidence: float = 0.6):
+        self.index, self.encoder = index, encoder
+        self.top_k, self.min_confidence = top_k, min_confidence
+
+    def __call__(self, items: list[WorkItem]) -> None:
+        todo = [item for item in items if item.decision is None]
+        if not todo:
+            return
+        vectors = self.encoder.encode([item.text for item in todo], progress=len(todo) > 5000)
+        for item, candidates in zip(todo, self.index.search(vectors, self.top_k), strict=True):
+            item.candidates = candidates
+            if candidates and candidates[0].score >= self.min_confidence:
+                best = candidates[0]
+                item.decision = Mapping(item.text, best.id, best.label, best.score, "retrieval", candidates)
