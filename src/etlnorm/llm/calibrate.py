@@ -1,0 +1,104 @@
+"""Isotonic calibration: raw tier scores -> observed precision, per method, per ontology release.
+
+A softmax score, a sequence probability and a cosine similarity are not comparable, and none is a
+probability of being right. Fitted on a gold set, a monotone map per method turns each into the
+precision observed at that score, so one abstain threshold means the same thing for every path.
+A map is stored as its isotonic breakpoints (JSON), next to the ontology release it was fitted on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+
+from etlnorm.mapping import Mapping
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A monotone piecewise-linear map, flat (clipped) outside ``[x[0], x[-1]]``."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    n: int = 0  # gold rows it was fitted on
+
+    def __call__(self, scores: float | Sequence[float] | np.ndarray) -> np.ndarray:
+        return np.clip(np.interp(np.asarray(scores, dtype=float), self.x, self.y), 0.0, 1.0)
+
+
+@dataclass
+class Calibration:
+    """The curves of one ontology release, by method (``llm``, ``rerank``, ``retrieval``, ...)."""
+
+    ontology: str
+    release: str
+    curves: dict[str, Curve] = field(default_factory=dict)
+
+    def apply(self, method: str, score: float) -> float:
+        """Estimated precision of an answer of ``method`` with raw ``score``; the score itself when
+        the method was never calibrated (exact matches, say)."""
+        curve = self.curves.get(method)
+        return float(curve(score)) if curve is not None else score
+
+
+def fit_curve(scores: Sequence[float], correct: Sequence[bool | int]) -> Curve:
+    """Isotonic fit of correctness on score; ``y`` within [0, 1], non-decreasing in ``x``."""
+    x = np.asarray(scores, dtype=float)
+    y = np.asarray(correct, dtype=float)
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError("calibration needs as many correctness flags as scores, and at least one")
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0, increasing=True).fit(x, y)
+    return Curve(tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)), len(x))
+
+
+def fit_calibration(ontology: str, release: str, rows: Iterable[tuple[str, float, bool]]) -> Calibration:
+    """One curve per method from (method, raw score, answer was correct) rows."""
+    by_method: dict[str, tuple[list[float], list[bool]]] = {}
+    for method, score, ok in rows:
+        xs, ys = by_method.setdefault(method, ([], []))
+        xs.append(float(score))
+        ys.append(bool(ok))
+    return Calibration(ontology, release, {m: fit_curve(xs, ys) for m, (xs, ys) in by_method.items()})
+
+
+def _path(folder: Path, ontology: str, release: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", release)
+    return Path(folder).expanduser() / ontology / f"{safe}.calibration.json"
+
+
+def save_calibration(calibration: Calibration, folder: Path) -> Path:
+    """Write ``folder/<ontology>/<release>.calibration.json``; returns the path."""
+    path = _path(folder, calibration.ontology, calibration.release)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "ontology": calibration.ontology,
+        "release": calibration.release,
+        "curves": {m: {"x": list(c.x), "y": list(c.y), "n": c.n} for m, c in calibration.curves.items()},
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def load_calibration(folder: Path, ontology: str, release: str) -> Calibration | None:
+    """The calibration fitted on this release, None when there is none (a new release needs a new fit)."""
+    path = _path(folder, ontology, release)
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    curves = {m: Curve(tuple(c["x"]), tuple(c["y"]), int(c.get("n", 0))) for m, c in doc["curves"].items()}
+    return Calibration(doc["ontology"], doc["release"], curves)
+
+
+def calibrate_mappings(calibration: Calibration, mappings: Iterable[Mapping]) -> None:
+    """Replace each mapping's raw confidence by its method's estimated precision, in place."""
+    for m in mappings:
+        if m.id is not None:
+            m.confidence = calibration.apply(m.method, m.confidence)
