@@ -71,9 +71,7 @@ class Settings(BaseSettings):
     min_confidence: float = Field(
         default=0.6, description="Below this retrieval confidence the answer is 'none' (candidates kept)."
     )
-    normalize_batch_size: int = Field(
-        default=5000, description="Distinct terms per normalize() batch in ETL runs."
-    )
+    normalize_batch_size: int = Field(default=5000, description="Distinct terms per normalize() batch in ETL runs.")
     update_batch_rows: int = Field(default=200_000, description="Rows per key-range UPDATE transaction.")
     http_timeout: float = Field(default=30.0, description="Seconds to wait for an ontology download.")
     targets: list[Target] = Field(default_factory=list, description="Tables the warehouse flow normalizes.")
