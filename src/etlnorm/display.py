@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
+from etlnorm.runs import RunRecord
 from etlnorm.store import LoadedOntology
 
 
@@ -17,4 +18,18 @@ def ontology_table(rows: Sequence[LoadedOntology]) -> Table | str:
     for o in rows:
         table.add_row(o.name, o.release, str(o.n_terms), str(o.n_obsolete), str(o.n_synonyms), str(o.n_alt_ids),
                       f"{o.loaded_at:%Y-%m-%d %H:%M}", o.source)  # fmt: skip
+    return table
+
+
+def runs_table(rows: Sequence[RunRecord]) -> Table | str:
+    """Recent runs, newest first."""
+    if not rows:
+        return "no runs yet: try `etlnorm run --table T --column C --ontology hp`"
+    table = Table("started", "target", "ontology", "status", "rows", "updated", "distinct", "new", "seconds")
+    for r in rows:
+        seconds = sum((r.timings or {}).values())
+        table.add_row(f"{r.started_at:%Y-%m-%d %H:%M:%S}", f"{r.table_name}.{r.column_name}",
+                      f"{r.ontology} {r.release}", r.status + (f": {r.error[:60]}" if r.error else ""),
+                      str(r.rows_seen or 0), str(r.rows_updated or 0), str(r.distinct_terms or 0),
+                      str(r.new_terms or 0), f"{seconds:.1f}")  # fmt: skip
     return table

@@ -51,7 +51,7 @@ class Encoder:
         self.fingerprint = fingerprint(path)
         self.batch_size = batch_size
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.dim = int(self.model.get_embedding_dimension())
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:

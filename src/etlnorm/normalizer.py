@@ -28,11 +28,11 @@ class Normalizer:
     """Normalizes terms to current IDs of one ontology release."""
 
     def __init__(self, ontology: str, engine: Engine | None = None, settings: Settings | None = None,
-                 variant: str = "all", steps: Sequence[Step] | None = None) -> None:  # fmt: skip
+                 variant: str | None = None, steps: Sequence[Step] | None = None) -> None:  # fmt: skip
         self.settings = settings or load_settings()
         self.engine = engine or ready_engine(self.settings)
         self.ontology = ontology
-        self.variant = variant
+        self.variant = variant or self.settings.index_variant
         with self.engine.connect() as conn:
             self.release = current_release(conn, ontology)
         self._steps = list(steps) if steps is not None else None
@@ -57,6 +57,11 @@ class Normalizer:
 
     def _retrieval_step(self) -> Step:
         return RetrievalStep(self.index, self.encoder, self.settings.top_k, self.settings.min_confidence)
+
+    def provenance(self) -> tuple[str, str | None]:
+        """(models, adapter) recorded with every cached answer."""
+        encoder = self.settings.encoder_model or "all-MiniLM-L6-v2"
+        return f"lexical+retrieval[{encoder}:{self.variant}]", None
 
     def key(self, term: str) -> str:
         """The normalized string under which a term is computed and cached."""
@@ -131,10 +136,11 @@ def _run_isolated(step: Step, items: list[WorkItem]) -> None:
 _normalizers: dict[tuple[str, str, str], Normalizer] = {}
 
 
-def get_normalizer(ontology: str, variant: str = "all", settings: Settings | None = None) -> Normalizer:
+def get_normalizer(ontology: str, variant: str | None = None, settings: Settings | None = None) -> Normalizer:
     """A warm Normalizer per (database, ontology, variant); rebuilt when the release changes."""
     settings = settings or load_settings()
     engine = ready_engine(settings)
+    variant = variant or settings.index_variant
     key = (engine.url.render_as_string(), ontology, variant)
     cached = _normalizers.get(key)
     if cached is not None:
@@ -145,6 +151,6 @@ def get_normalizer(ontology: str, variant: str = "all", settings: Settings | Non
     return _normalizers[key]
 
 
-def normalize(terms: Sequence[str | None], ontology: str, variant: str = "all") -> list[Mapping]:
+def normalize(terms: Sequence[str | None], ontology: str, variant: str | None = None) -> list[Mapping]:
     """Map each term to the best current ID of ``ontology`` with a confidence and the method used."""
     return get_normalizer(ontology, variant).normalize(terms)

@@ -1,0 +1,68 @@
+-- Mapping cache and run records of `etlnorm run`.
+
+-- One row per (ontology, raw spelling). term_md5 keys it because raw terms can exceed a btree
+-- entry; norm_term is the normalized string every spelling of it shares.
+CREATE TABLE IF NOT EXISTS etlnorm.mapping (
+    ontology    text NOT NULL,
+    term_md5    uuid NOT NULL,
+    term        text NOT NULL,
+    norm_term   text NOT NULL,
+    release     text NOT NULL,            -- ontology release the answer was computed against
+    id          text,
+    label       text,
+    confidence  real,                     -- NULL for method 'empty'
+    method      text NOT NULL,
+    model       text,                     -- provenance: encoder / LLM used
+    adapter     text,
+    run_id      uuid,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (ontology, term_md5)
+);
+CREATE INDEX IF NOT EXISTS mapping_norm_term_idx ON etlnorm.mapping USING hash (norm_term);
+
+CREATE TABLE IF NOT EXISTS etlnorm.run (
+    run_id          uuid PRIMARY KEY,
+    table_name      text NOT NULL,        -- schema-qualified, as found in the catalog
+    column_name     text NOT NULL,
+    ontology        text NOT NULL,
+    release         text NOT NULL,
+    prefix          text NOT NULL,
+    status          text NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'interrupted')),
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz,
+    rows_seen       bigint,
+    rows_updated    bigint,
+    distinct_terms  bigint,               -- distinct non-empty terms needing an answer
+    new_terms       bigint,               -- of those, normalized in this run
+    cache_hits      bigint,               -- of those, answered by the cache
+    methods         jsonb,                -- rows per method in the table after the run
+    mapped_rows     bigint,
+    mean_confidence real,
+    timings         jsonb,                -- seconds per phase
+    error           text
+);
+CREATE INDEX IF NOT EXISTS run_target_idx ON etlnorm.run (table_name, column_name, ontology, started_at DESC);
+
+-- Mappings a person should look at: abstentions and low confidence.
+CREATE OR REPLACE VIEW etlnorm.mapping_review AS
+SELECT m.ontology, m.term, m.id, m.label, m.confidence, m.method, m.release, m.created_at
+FROM etlnorm.mapping m
+WHERE m.method = 'none' OR m.confidence < 0.7
+ORDER BY m.confidence, m.term;
+
+-- Cached answers computed against an older release than the one loaded now.
+CREATE OR REPLACE VIEW etlnorm.stale_mapping AS
+SELECT m.ontology, m.term, m.release AS mapped_release, o.release AS current_release
+FROM etlnorm.mapping m JOIN etlnorm.ontology o ON o.name = m.ontology
+WHERE m.release IS DISTINCT FROM o.release;
+
+-- Coverage of each normalized column, as measured at the end of its latest completed run.
+CREATE OR REPLACE VIEW etlnorm.coverage AS
+SELECT DISTINCT ON (r.table_name, r.column_name, r.ontology)
+       r.table_name, r.column_name, r.ontology, r.release,
+       r.rows_seen AS rows, r.mapped_rows AS mapped,
+       round(r.mapped_rows::numeric / nullif(r.rows_seen, 0), 4) AS mapped_share,
+       r.methods AS rows_by_method, r.mean_confidence, r.finished_at AS measured_at
+FROM etlnorm.run r
+WHERE r.status = 'completed'
+ORDER BY r.table_name, r.column_name, r.ontology, r.finished_at DESC;
