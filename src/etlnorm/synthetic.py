@@ -79,7 +79,7 @@ def create_annotation_table(engine: Engine, table: str, terms: list[str], rows: 
         cur.execute("SELECT setseed(%s)", (((seed % 1000) / 1000.0),))
         cur.execute(
             sql.SQL(
-                "INSERT INTO {} (id, patient_id, term) SELECT g, 1 + (g * 7919) %% 50000,"
+                "INSERT INTO {} (id, patient_id, term) SELECT g, 1 + (g * 7919::bigint) %% 50000,"
                 " CASE WHEN r < 0.01 THEN NULL WHEN r < 0.015 THEN '' ELSE"
                 " (%(terms)s::text[])[1 + floor(power(random(), 2) * %(n)s)::int] END"
                 " FROM (SELECT g, random() AS r FROM generate_series(1, %(rows)s) g) s"
