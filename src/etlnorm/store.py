@@ -17,6 +17,7 @@ from etlnorm.release import Release
 
 log = logging.getLogger(__name__)
 
+_DELETE_CHILDREN = [text(f"DELETE FROM etlnorm.{t} WHERE ontology = :n") for t in ("alt_id", "synonym", "term")]  # noqa: S608 - fixed names
 MAX_SHRINK = 0.5  # a new release with fewer than half the terms of the old one looks truncated
 
 
@@ -51,8 +52,8 @@ def save_release(engine: Engine, release: Release, allow_shrink: bool = False) -
                     f"{len(release.terms)} terms: the file looks truncated (pass --allow-shrink if it is not)"
                 )
             # Children first, in bulk: cheaper than row-by-row cascades from the ontology row.
-            for table in ("alt_id", "synonym", "term"):
-                conn.execute(text(f"DELETE FROM etlnorm.{table} WHERE ontology = :n"), {"n": release.name})  # noqa: S608
+            for statement in _DELETE_CHILDREN:
+                conn.execute(statement, {"n": release.name})
             conn.execute(text("DELETE FROM etlnorm.ontology WHERE name = :n"), {"n": release.name})
             conn.execute(
                 text(
@@ -128,7 +129,7 @@ _TERM = "SELECT ontology, id, label, obsolete, replaced_by, consider FROM etlnor
 _IN_SCOPE = " AND (CAST(:o AS text) IS NULL OR ontology = :o)"
 _BY_ID = text(_TERM + " WHERE id = :i" + _IN_SCOPE + " ORDER BY obsolete LIMIT 1")
 _BY_ACCESSION = text(_TERM + " WHERE accession = :i" + _IN_SCOPE + " LIMIT 1")
-_BY_ALT = text("SELECT ontology, id FROM etlnorm.alt_id WHERE alt_id = :i" + _IN_SCOPE + " LIMIT 1")
+_BY_ALT = text("SELECT ontology, id FROM etlnorm.alt_id WHERE alt_id = :i" + _IN_SCOPE + " LIMIT 1")  # noqa: S608
 _EXACT = text(_TERM + " WHERE ontology = :o AND id = :i")
 
 
