@@ -18,6 +18,7 @@ _PREFIXED = {
     "hp": re.compile(r"\bHP\s*[:_]\s*(\d{7})\b", re.I),
     "go": re.compile(r"\bGO\s*[:_]\s*(\d{7})\b", re.I),
 }
+_BARE_NUMBER = re.compile(r"(?<![\d:])(\d{7})(?!\d)")
 _HGNC_ACCESSION = re.compile(r"\bHGNC\s*:\s*(\d+)\b", re.I)
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9@.\-]*")
 ACCEPTED = ("current", "alt_id", "replaced")
@@ -26,7 +27,8 @@ ACCEPTED = ("current", "alt_id", "replaced")
 def extract_id(text: str, ontology: str) -> str | None:
     """The first thing in ``text`` shaped like an ID of ``ontology`` (not yet checked to exist)."""
     if ontology in _PREFIXED:
-        match = _PREFIXED[ontology].search(text)
+        # With its prefix, else a bare 7-digit number (small models drop the "HP:"); resolution decides.
+        match = _PREFIXED[ontology].search(text) or _BARE_NUMBER.search(text)
         return f"{ontology.upper()}:{match.group(1)}" if match else None
     if ontology == "hgnc":
         match = _HGNC_ACCESSION.search(text)
