@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -139,6 +140,164 @@ def demo() -> None:
     from etlnorm.demo import run_demo
 
     run_demo(out, err)
+
+
+index_app = typer.Typer(help="Retrieval indexes (FAISS) under ETLNORM_HOME.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+_ONTOLOGY = Annotated[str, typer.Option("--ontology", help="hp, go or hgnc.")]
+_LABELS_ONLY = Annotated[
+    bool, typer.Option("--labels-only", help="Use the index of labels only (the held-out-synonym protocol).")
+]
+
+
+def _normalizer(ontology: str, labels_only: bool):
+    """A Normalizer, failing early (one line) if the ontology is unknown or not loaded."""
+    from etlnorm.normalizer import Normalizer
+
+    return Normalizer(ontology, variant="labels" if labels_only else "all")
+
+
+def _normalize_chunked(normalizer, terms: list[str | None]) -> list:
+    """Normalize distinct terms in chunks with a progress bar, then fan the answers back out."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    distinct = list(dict.fromkeys(terms))
+    chunk = max(1, normalizer.settings.normalize_batch_size)
+    answers: dict[str | None, object] = {}
+    columns = (TextColumn("normalizing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True, disable=len(distinct) <= chunk) as progress:
+        task = progress.add_task("normalize", total=len(distinct))
+        for start in range(0, len(distinct), chunk):
+            part = distinct[start : start + chunk]
+            answers.update(zip(part, normalizer.normalize(part), strict=True))
+            progress.advance(task, len(part))
+    return [answers[t] for t in terms]
+
+
+@app.command("normalize")
+def normalize_cmd(
+    ontology: _ONTOLOGY,
+    terms: Annotated[list[str] | None, typer.Argument(help="Terms to normalize (or use --input).")] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", help="CSV, TSV or Parquet file.")] = None,
+    column: Annotated[str | None, typer.Option(help="Column of --input holding the terms.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write a CSV here instead of printing a table.")] = None,
+    labels_only: _LABELS_ONLY = False,
+) -> None:
+    """Map terms to current IDs: columns term, id, label, confidence, method, candidates (JSON)."""
+    import json
+
+    import polars as pl
+
+    from etlnorm.errors import TableError
+    from etlnorm.evaluate import read_table
+
+    if input_file is not None:
+        if terms:
+            raise TableError("give terms as arguments or --input, not both")
+        if column is None:
+            raise TableError("--column is required with --input")
+        values: list[str | None] = read_table(input_file, [column])[column].to_list()
+    elif terms:
+        values = list(terms)
+    else:
+        raise TableError("nothing to normalize: give terms as arguments or --input FILE --column COL")
+    normalizer = _normalizer(ontology, labels_only)
+    mappings = _normalize_chunked(normalizer, values)
+    if output is None:
+        table = Table("term", "id", "label", "confidence", "method", "candidates")
+        for m in mappings:
+            top = ", ".join(f"{c.id} {c.score:.2f}" for c in m.candidates[:3])
+            table.add_row(m.term, m.id, m.label, f"{m.confidence:.3f}", m.method, top)
+        out.print(table)
+        return
+    frame = pl.DataFrame(
+        {
+            "term": [m.term for m in mappings],
+            "id": [m.id for m in mappings],
+            "label": [m.label for m in mappings],
+            "confidence": [round(m.confidence, 4) for m in mappings],
+            "method": [m.method for m in mappings],
+            "candidates": [
+                json.dumps([{"id": c.id, "label": c.label, "score": round(c.score, 4)} for c in m.candidates])
+                for m in mappings
+            ],
+        },
+        schema={"term": pl.String, "id": pl.String, "label": pl.String, "confidence": pl.Float64,
+                "method": pl.String, "candidates": pl.String},  # fmt: skip
+    )
+    try:
+        frame.write_csv(output)
+    except OSError as exc:
+        raise EtlnormError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    methods = frame["method"].value_counts(sort=True).iter_rows()
+    out.print(f"wrote {len(frame)} rows to {output} (" + ", ".join(f"{m}={n}" for m, n in methods) + ")")
+
+
+@index_app.command("build")
+def index_build(ontology: _ONTOLOGY, labels_only: _LABELS_ONLY = False) -> None:
+    """Build the retrieval index of an ontology's loaded release now (a no-op if it is up to date)."""
+    import time
+
+    from etlnorm.db import ready_engine
+    from etlnorm.encoder import load_encoder
+    from etlnorm.retrieval import build_index
+
+    settings = load_settings()
+    engine = ready_engine(settings)
+    variant = "labels" if labels_only else "all"
+    encoder = load_encoder(settings.encoder_model, settings.encode_batch_size)
+    start = time.perf_counter()
+    folder, built = build_index(engine, ontology, encoder, settings.home_dir, variant, progress=True)
+    if built:
+        out.print(f"built {ontology} index ({variant}) in {time.perf_counter() - start:.0f} s: {folder}")
+    else:
+        out.print(f"{ontology} index ({variant}) already up to date: {folder}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    ontology: _ONTOLOGY,
+    input_file: Annotated[Path, typer.Option("--input", help="CSV, TSV or Parquet file with terms and gold IDs.")],
+    term_column: Annotated[str, typer.Option(help="Column holding the terms.")],
+    id_column: Annotated[str, typer.Option(help="Column holding the gold IDs.")],
+    labels_only: _LABELS_ONLY = False,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write the numbers here as JSON.")] = None,
+) -> None:
+    """Accuracy@1, accuracy@5, coverage and accuracy by confidence threshold, overall and per method."""
+    import json
+
+    from etlnorm.evaluate import evaluate, read_table, resolve_gold
+
+    frame = read_table(input_file, [term_column, id_column])
+    normalizer = _normalizer(ontology, labels_only)
+    gold, moved = resolve_gold(normalizer.engine, ontology, frame[id_column].to_list())
+    mappings = _normalize_chunked(normalizer, frame[term_column].to_list())
+    result = evaluate(mappings, gold, ontology, moved)
+    out.print(
+        f"{ontology} {normalizer.release}: {result.rows} rows, {result.scored} scored "
+        f"({result.gold_resolved} gold IDs resolved to their current ID, {result.gold_unusable} unusable)"
+    )
+    groups = [result.overall, *result.by_method]
+    summary = Table("method", "rows", "accuracy@1", "accuracy@5", "coverage", title="accuracy")
+    for s in groups:
+        summary.add_row(s.method, str(s.rows), _fmt(s.accuracy_at_1), _fmt(s.accuracy_at_5), _fmt(s.coverage))
+    out.print(summary)
+    by_threshold = Table("confidence ≥", *(s.method for s in groups), title="coverage / precision above threshold")
+    for i, threshold in enumerate(r.threshold for r in result.overall.thresholds):
+        cells = [f"{_fmt(s.thresholds[i].coverage)} / {_fmt(s.thresholds[i].precision)}" for s in groups]
+        by_threshold.add_row(f"{threshold:.2f}", *cells)
+    out.print(by_threshold)
+    if json_file is not None:
+        try:
+            json_file.write_text(json.dumps(result.as_dict(), indent=2))
+        except OSError as exc:
+            raise EtlnormError(f"cannot write {json_file}: {exc.strerror or exc}") from exc
+        out.print(f"wrote {json_file}")
 
 
 def main() -> None:

@@ -1,0 +1,144 @@
+"""Scoring normalization against gold IDs: accuracy@1, accuracy@5, coverage, and accuracy by confidence.
+
+Gold IDs are resolved first (alt IDs and obsolete terms with a replacement lead to the current ID),
+so a table written against an older release is scored fairly. Rows whose gold ID is unknown or
+obsolete without replacement, or blank, are counted and left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import Engine
+
+from etlnorm.errors import TableError
+from etlnorm.mapping import METHODS, Mapping
+from etlnorm.store import resolve_in
+
+THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5, 0.55 ... 0.95
+TOP_K = 5
+READERS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".txt": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def read_table(path: Path, columns: Sequence[str]) -> pl.DataFrame:
+    """A CSV, TSV or Parquet file (by extension) with ``columns`` as strings; one-line errors."""
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise TableError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv or .parquet")
+    if not path.is_file():
+        raise TableError(f"{path}: no such file")
+    try:
+        if kind == "parquet":
+            frame = pl.read_parquet(path)
+        else:
+            frame = pl.read_csv(path, separator="\t" if kind == "tsv" else ",", infer_schema=False,
+                                quote_char=None if kind == "tsv" else '"')  # fmt: skip
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise TableError(f"{path}: cannot read: {str(exc).splitlines()[0]}") from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise TableError(
+            f"{path}: no column {', '.join(map(repr, missing))}; columns: {', '.join(frame.columns)}"
+        )
+    return frame.select(pl.col(c).cast(pl.String) for c in columns)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One row's outcome."""
+
+    method: str
+    confidence: float
+    answered: bool  # an ID was given (method not none/empty)
+    correct: bool  # the answer is the gold ID
+    in_top_k: bool  # the gold ID is the answer or among the candidates
+
+
+@dataclass(frozen=True, slots=True)
+class AtThreshold:
+    threshold: float
+    answered: int  # answers with confidence >= threshold
+    coverage: float  # answered / rows
+    precision: float | None  # correct / answered; None when nothing is answered
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Scores of a group of rows: all of them, or those one method answered."""
+
+    method: str  # "all" for every row
+    rows: int
+    accuracy_at_1: float
+    accuracy_at_5: float
+    coverage: float
+    thresholds: list[AtThreshold] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    ontology: str
+    rows: int  # rows read
+    scored: int  # rows with a resolvable gold ID
+    gold_resolved: int  # gold IDs that were alt IDs or replaced obsolete terms
+    gold_unusable: int  # blank, unknown, or obsolete without replacement: not scored
+    overall: Summary
+    by_method: list[Summary]
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def resolve_gold(engine: Engine, ontology: str, gold: Sequence[str | None]) -> tuple[list[str | None], int]:
+    """Each gold ID as a current ID (None when blank or unusable), and how many rows needed resolving."""
+    current: dict[str, tuple[str | None, bool]] = {}
+    with engine.connect() as conn:
+        for raw in {g.strip() for g in gold if g and g.strip()}:
+            resolution = resolve_in(conn, raw, ontology)
+            current[raw] = (resolution.id, resolution.status in ("alt_id", "replaced"))
+    found = [current.get(g.strip(), (None, False)) if g else (None, False) for g in gold]
+    return [i for i, _ in found], sum(1 for i, moved in found if i is not None and moved)
+
+
+def score(mapping: Mapping, gold: str, top_k: int = TOP_K) -> Scored:
+    answered = mapping.id is not None and mapping.method not in ("none", "empty")
+    correct = answered and mapping.id == gold
+    in_top_k = correct or any(c.id == gold for c in mapping.candidates[:top_k])
+    return Scored(mapping.method, mapping.confidence, answered, correct, in_top_k)
+
+
+def summarize(method: str, rows: Sequence[Scored]) -> Summary:
+    n = len(rows)
+    if n == 0:
+        return Summary(method, 0, 0.0, 0.0, 0.0)
+    thresholds = []
+    for t in THRESHOLDS:
+        above = [r for r in rows if r.answered and r.confidence >= t - 1e-9]
+        precision = sum(r.correct for r in above) / len(above) if above else None
+        thresholds.append(AtThreshold(t, len(above), len(above) / n, precision))
+    return Summary(method, n, sum(r.correct for r in rows) / n, sum(r.in_top_k for r in rows) / n,
+                   sum(r.answered for r in rows) / n, thresholds)  # fmt: skip
+
+
+def evaluate(
+    mappings: Sequence[Mapping], gold: Sequence[str | None], ontology: str, gold_resolved: int = 0
+) -> Evaluation:
+    """Score mappings against current gold IDs (None: row not scored)."""
+    if len(mappings) != len(gold):
+        raise ValueError("one gold ID per mapping")
+    scored = [score(m, g) for m, g in zip(mappings, gold, strict=True) if g is not None]
+    methods = sorted(
+        {s.method for s in scored}, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS)
+    )
+    by_method = [summarize(m, [s for s in scored if s.method == m]) for m in methods]
+    return Evaluation(ontology, len(gold), len(scored), gold_resolved, len(gold) - len(scored),
+                      summarize("all", scored), by_method)  # fmt: skip
