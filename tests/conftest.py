@@ -6,6 +6,7 @@ otherwise the embedded pgserver under a temporary ETLNORM_HOME.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
@@ -39,6 +40,9 @@ def etlnorm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Retrieval in tests uses the labels-only HPO index (~19.5k strings, built once per session);
     # the full index (~41.5k strings) takes minutes on 2 cores and is exercised by bench/ and the demo.
     os.environ["ETLNORM_INDEX_VARIANT"] = "labels"
+    # Tests route every ontology through exact -> retrieval unless they build a cascade with the LLM
+    # themselves (tests/test_cascade.py): otherwise each CLI, worker and Dask process would load SmolLM2.
+    os.environ["ETLNORM_ROUTING"] = json.dumps({name: ["exact", "retrieval"] for name in ("hp", "go", "hgnc")})
     return home
 
 

@@ -134,6 +134,84 @@ def ontology_resolve(
     out.print(f"{identifier} -> {r.id} ({r.label}) [{r.status}]")
 
 
+view_app = typer.Typer(help="SQL views over normalized tables.", no_args_is_help=True)
+app.add_typer(view_app, name="view")
+
+
+@app.command("run")
+def run(
+    table: Annotated[str, typer.Option(help="TABLE or SCHEMA.TABLE (exact case).")],
+    column: Annotated[str, typer.Option(help="Text column holding the raw terms.")],
+    ontology: Annotated[str, typer.Option(help="hp, go or hgnc.")],
+    key: Annotated[str | None, typer.Option(help="Unique column to batch updates by (default: primary key).")] = None,
+    prefix: Annotated[str | None, typer.Option(help="Output column prefix (default: <column>_<ontology>).")] = None,
+    force: Annotated[bool, typer.Option(help="Recompute cached mappings too.")] = False,
+    wait: Annotated[bool, typer.Option(help="Wait for a concurrent run on the same column instead of exiting.")] = False,
+) -> None:
+    """Normalize a column in place: adds <prefix>_id, _label, _confidence, _method and fills them.
+
+    Only new distinct terms are normalized (others come from etlnorm.mapping); only rows whose
+    outputs differ from the cache are written, in key-range transactions. Safe to rerun and to kill.
+    """
+    from etlnorm.etl import run_table
+
+    summary = run_table(table, column, ontology, key, prefix, force, wait=wait, progress=True)
+    s, plan = summary.stats, summary.plan
+    out.print(
+        f"{plan.table.qualified}.{plan.column} -> {plan.prefix}_*: {s.rows_updated} of {s.rows_seen} rows updated; "
+        f"{s.distinct_terms} distinct terms ({s.new_terms} normalized, {s.cache_hits} from cache); "
+        f"run {plan.run_id}"
+    )
+    out.print("rows by method: " + ", ".join(f"{m}={n}" for m, n in sorted(s.methods.items())))
+
+
+@app.command("runs")
+def runs(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20) -> None:
+    """Recent runs from etlnorm.run: target, status, counts and time per phase."""
+    from etlnorm.db import ready_engine
+    from etlnorm.display import runs_table
+    from etlnorm.runs import list_runs
+
+    out.print(runs_table(list_runs(ready_engine(), limit)))
+
+
+@view_app.command("create")
+def view_create(
+    table: Annotated[str, typer.Option(help="The normalized table.")],
+    column: Annotated[str, typer.Option(help="The raw term column.")],
+    ontology: Annotated[str, typer.Option(help="hp, go or hgnc.")],
+    prefix: Annotated[str | None, typer.Option(help="Output column prefix used by the run.")] = None,
+) -> None:
+    """Create <table>_<prefix>_v: the table plus each mapped ID's current label and obsolete status."""
+    from etlnorm.db import ready_engine
+    from etlnorm.views import create_table_view
+
+    out.print(f"created view {create_table_view(ready_engine(), table, column, ontology, prefix)}")
+
+
+@app.command("calibrate")
+def calibrate(
+    ontology: Annotated[str, typer.Option(help="hp, go or hgnc.")],
+    input: Annotated[Path, typer.Option("--input", help="Gold CSV/TSV/Parquet of terms and their correct IDs.")],
+    term_column: Annotated[str, typer.Option(help="Column with the terms.")] = "term",
+    id_column: Annotated[str, typer.Option(help="Column with the gold IDs.")] = "id",
+) -> None:
+    """Fit confidence -> observed precision (isotonic, per method) for the loaded release.
+
+    Afterwards `confidence` means estimated precision, and min_confidence abstains in those terms.
+    """
+    from etlnorm.calibration import fit_from_gold
+    from etlnorm.evaluate import read_table
+
+    frame = read_table(input, [term_column, id_column])
+    calibration, path = fit_from_gold(ontology, frame[term_column].to_list(), frame[id_column].to_list())
+    table = Table("method", "gold rows", "precision at raw 0.5", "at 0.7", "at 0.9")
+    for method, curve in sorted(calibration.curves.items()):
+        table.add_row(method, str(curve.n), *(f"{float(curve(x)):.2f}" for x in (0.5, 0.7, 0.9)))
+    out.print(table)
+    out.print(f"calibration for {ontology} {calibration.release} saved to {path}")
+
+
 @app.command("demo")
 def demo() -> None:
     """Run the main job end to end on the embedded default (or ETLNORM_DATABASE_URL)."""

@@ -74,6 +74,18 @@ class Settings(BaseSettings):
     min_confidence: float = Field(
         default=0.6, description="Below this retrieval confidence the answer is 'none' (candidates kept)."
     )
+    routing: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "hgnc": ["exact", "llm", "retrieval"],
+            "hp": ["exact", "retrieval", "rerank"],
+            "go": ["exact", "retrieval", "rerank"],
+        },
+        description="Cascade per ontology, from exact, llm, retrieval, rerank (default: the paper's finding).",
+    )
+    llm_constrained: bool = Field(default=True, description="LLM tier may only spell current IDs (prefix trie).")
+    llm_min_agreement: float = Field(
+        default=0.4, description="An LLM answer whose label's embedding is less similar to the term is rejected."
+    )
     normalize_batch_size: int = Field(default=5000, description="Distinct terms per normalize() batch in ETL runs.")
     update_batch_rows: int = Field(default=200_000, description="Rows per key-range UPDATE transaction.")
     http_timeout: float = Field(default=30.0, description="Seconds to wait for an ontology download.")

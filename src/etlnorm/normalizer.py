@@ -16,19 +16,27 @@ from sqlalchemy import Engine
 from etlnorm.config import Settings, load_settings
 from etlnorm.db import ready_engine
 from etlnorm.encoder import Encoder, load_encoder
+from etlnorm.errors import ConfigError
 from etlnorm.lexical import LexicalStep, Lexicon, dedup_key, load_lexicon
+from etlnorm.llm.calibrate import load_calibration
+from etlnorm.llm.model import LanguageModel, load_from_settings
+from etlnorm.llm.steps import LlmGenerateStep, LlmRerankStep
 from etlnorm.mapping import Mapping, Step, WorkItem
 from etlnorm.retrieval import RetrievalIndex, RetrievalStep, load_index
 from etlnorm.store import current_release
 
 log = logging.getLogger(__name__)
 
+STEP_NAMES = ("exact", "llm", "retrieval", "rerank")
+LEXICAL = ("exact", "synonym")
+
 
 class Normalizer:
     """Normalizes terms to current IDs of one ontology release."""
 
     def __init__(self, ontology: str, engine: Engine | None = None, settings: Settings | None = None,
-                 variant: str | None = None, steps: Sequence[Step] | None = None) -> None:  # fmt: skip
+                 variant: str | None = None, steps: Sequence[Step] | None = None, lm: LanguageModel | None = None,
+                 calibrated: bool = True) -> None:  # fmt: skip
         self.settings = settings or load_settings()
         self.engine = engine or ready_engine(self.settings)
         self.ontology = ontology
@@ -36,6 +44,10 @@ class Normalizer:
         with self.engine.connect() as conn:
             self.release = current_release(conn, ontology)
         self._steps = list(steps) if steps is not None else None
+        self._lm = lm
+        self.calibration = (
+            load_calibration(self.settings.home_dir / "calibration", ontology, self.release) if calibrated else None
+        )
 
     @cached_property
     def lexicon(self) -> Lexicon:
@@ -50,18 +62,60 @@ class Normalizer:
         return load_index(self.engine, self.ontology, self.encoder, self.settings.home_dir, self.variant)
 
     @cached_property
+    def lm(self) -> LanguageModel:
+        """The LLM of the llm/rerank steps: given, or loaded once from the ``llm_*`` settings."""
+        return self._lm if self._lm is not None else load_from_settings(self.settings)
+
+    @property
+    def route(self) -> list[str]:
+        """Step names for this ontology: ``settings.routing``, else exact then retrieval."""
+        route = self.settings.routing.get(self.ontology, ["exact", "retrieval"])
+        unknown = set(route) - set(STEP_NAMES)
+        if unknown:
+            raise ConfigError(f"routing for {self.ontology}: unknown steps {sorted(unknown)}; use {STEP_NAMES}")
+        return route
+
+    @cached_property
     def steps(self) -> list[Step]:
         if self._steps is not None:
             return self._steps
-        return [LexicalStep(self.lexicon), LazyStep("retrieval", self._retrieval_step)]
+        factories: dict[str, Callable[[], Step]] = {
+            "retrieval": self._retrieval_step, "llm": self._llm_step, "rerank": self._rerank_step,
+        }  # fmt: skip
+        return [LexicalStep(self.lexicon) if name == "exact" else LazyStep(name, factories[name]) for name in self.route]
 
     def _retrieval_step(self) -> Step:
-        return RetrievalStep(self.index, self.encoder, self.settings.top_k, self.settings.min_confidence)
+        # With a calibration the abstain threshold applies to calibrated confidence, in _verify.
+        threshold = 0.0 if self.calibration else self.settings.min_confidence
+        return RetrievalStep(self.index, self.encoder, self.settings.top_k, threshold)
+
+    def _llm_step(self) -> Step:
+        s = self.settings
+        return LlmGenerateStep(self.lm, self.engine, self.ontology, constrained=s.llm_constrained,
+                               agree=self.agreement, min_agreement=s.llm_min_agreement, batch_size=s.llm_batch_size,
+                               max_new_tokens=s.llm_max_new_tokens, templates=s.llm_prompts or None)  # fmt: skip
+
+    def _rerank_step(self) -> Step:
+        s = self.settings
+        return LlmRerankStep(self.lm, self.ontology, top_k=s.top_k, batch_size=s.llm_batch_size,
+                             templates=s.llm_prompts or None)  # fmt: skip
+
+    def agreement(self, term: str, ident: str) -> float:
+        """Cosine of the term and the ID's label (or the ID itself, for symbols): does an LLM answer fit?"""
+        label = self.lexicon.labels.get(ident)
+        texts = [term, ident] + ([label] if label else [])
+        vectors = self.encoder.encode(texts)
+        return float(max(vectors[1:] @ vectors[0]))
 
     def provenance(self) -> tuple[str, str | None]:
         """(models, adapter) recorded with every cached answer."""
         encoder = self.settings.encoder_model or "all-MiniLM-L6-v2"
-        return f"lexical+retrieval[{encoder}:{self.variant}]", None
+        parts = [f"{name}[{encoder}:{self.variant}]" if name == "retrieval" else name for name in self.route]
+        adapter = None
+        if {"llm", "rerank"} & set(self.route):
+            parts.append(f"lm={self.settings.llm_model or 'SmolLM2-135M-Instruct'}")
+            adapter = self.settings.llm_adapters.get(self.ontology)
+        return "+".join(parts), adapter
 
     def key(self, term: str) -> str:
         """The normalized string under which a term is computed and cached."""
@@ -100,6 +154,10 @@ class Normalizer:
         if decision is None:
             top = item.candidates[0].score if item.candidates else 0.0
             decision = Mapping(item.text, None, None, top, "none", item.candidates)
+        if self.calibration is not None and decision.id is not None:
+            decision.confidence = self.calibration.apply(decision.method, decision.confidence)
+            if decision.method not in LEXICAL and decision.confidence < self.settings.min_confidence:
+                decision = Mapping(item.text, None, None, decision.confidence, "none", item.candidates)
         decision.confidence = min(1.0, max(0.0, float(decision.confidence)))
         item.decision = decision
 

@@ -114,21 +114,41 @@ def load_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, vari
 
 
 class RetrievalStep:
-    """Decides the items no earlier tier answered; abstains (method ``none``) below ``min_confidence``."""
+    """Decides the items no earlier tier answered; abstains (method ``none``) below ``min_confidence``.
+
+    Items an LLM already answered are searched too: when retrieval's best ID is the LLM's, the two
+    independent tiers agree and the answer becomes ``llm+retrieval`` with a raised confidence.
+    """
 
     name = "retrieval"
 
-    def __init__(self, index: RetrievalIndex, encoder: Encoder, top_k: int = 5, min_confidence: float = 0.6):
+    def __init__(self, index: RetrievalIndex, encoder: Encoder, top_k: int = 5, min_confidence: float = 0.6,
+                 confirm: tuple[str, ...] = ("llm",)) -> None:  # fmt: skip
         self.index, self.encoder = index, encoder
-        self.top_k, self.min_confidence = top_k, min_confidence
+        self.top_k, self.min_confidence, self.confirm = top_k, min_confidence, confirm
 
     def __call__(self, items: list[WorkItem]) -> None:
-        todo = [item for item in items if item.decision is None]
+        todo = [item for item in items if item.decision is None or item.decision.method in self.confirm]
         if not todo:
             return
         vectors = self.encoder.encode([item.text for item in todo], progress=len(todo) > 5000)
         for item, candidates in zip(todo, self.index.search(vectors, self.top_k), strict=True):
+            if item.decision is not None:
+                confirm(item, candidates)
+                continue
             item.candidates = candidates
             if candidates and candidates[0].score >= self.min_confidence:
                 best = candidates[0]
                 item.decision = Mapping(item.text, best.id, best.label, best.score, "retrieval", candidates)
+
+
+def confirm(item: WorkItem, candidates: list[Candidate]) -> None:
+    """Fold retrieval's view into an LLM answer: agreement raises confidence (noisy-or)."""
+    decision = item.decision
+    assert decision is not None
+    known = {c.id for c in item.candidates}
+    item.candidates = item.candidates + [c for c in candidates if c.id not in known]
+    decision.candidates = item.candidates
+    if candidates and candidates[0].id == decision.id:
+        decision.method = "llm+retrieval"
+        decision.confidence = 1 - (1 - decision.confidence) * (1 - candidates[0].score)
