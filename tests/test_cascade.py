@@ -1,0 +1,117 @@
+"""The cascade with the LLM tier, routed per ontology (real SmolLM2 on CPU, real ontologies)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from sqlalchemy import text
+
+from etlnorm.calibration import fit_from_gold
+from etlnorm.config import load_settings
+from etlnorm.errors import ConfigError
+from etlnorm.mapping import Candidate, Mapping, WorkItem
+from etlnorm.normalizer import Normalizer
+from etlnorm.retrieval import confirm
+
+from .test_cli import etlnorm
+
+
+def current_ids(engine, ontology: str) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(text("SELECT id FROM etlnorm.term WHERE ontology = :o AND NOT obsolete"),
+                                {"o": ontology}).scalars())  # fmt: skip
+
+
+def routed(route: dict[str, list[str]], **more):
+    return load_settings().model_copy(update={"routing": route, **more})
+
+
+def protein_names(n: int) -> list[str]:
+    """UniProt protein names of the paper's withheld genes: not HGNC strings, so not lexical hits."""
+    from etlnorm.paperdata import paper_data_dir
+
+    frame = pl.read_csv(paper_data_dir() / "gene_withheld_600.csv", infer_schema=False)
+    return [t.strip() for t in frame["protein_name"].to_list()[:n]]
+
+
+def test_hgnc_route_exact_then_llm_answers_only_current_agreeing_symbols(engine, hgnc, smollm):
+    settings = routed({"hgnc": ["exact", "llm"]})
+    normalizer = Normalizer("hgnc", engine, settings, lm=smollm)
+    terms = protein_names(24) + ["tumor protein p53", "zzqx 123", "🙂"]
+    mappings = normalizer.normalize(terms)
+    assert len(mappings) == len(terms)
+    valid = current_ids(engine, "hgnc")
+    assert all(m.id is None or m.id in valid for m in mappings)
+    assert mappings[24].id == "TP53" and mappings[24].method == "exact"
+    methods = {m.method for m in mappings}
+    assert methods <= {"exact", "synonym", "llm", "none"}
+    for m in mappings:
+        if m.method == "llm":  # every LLM answer passed the embedding agreement check
+            assert normalizer.agreement(m.term, m.id) >= settings.llm_min_agreement
+            assert 0.0 <= m.confidence <= 1.0
+    assert "llm" in normalizer.provenance()[0]
+    print("hgnc exact->llm methods:", {k: sum(m.method == k for m in mappings) for k in methods})
+
+
+def test_hp_route_retrieval_then_rerank(engine, hp, hp_labels, smollm):
+    settings = routed({"hp": ["exact", "retrieval", "rerank"]}, min_confidence=0.0)
+    normalizer = Normalizer("hp", engine, settings, variant="labels", lm=smollm)
+    terms = ["fits that come and go", "big head noted at birth", "eyes far apart", "Seizure", "short stature in childhood"]
+    mappings = normalizer.normalize(terms)
+    valid = current_ids(engine, "hp")
+    assert all(m.id in valid for m in mappings)
+    assert mappings[3].method == "exact"
+    assert {m.method for m in mappings[:3] + mappings[4:]} <= {"retrieval", "rerank"}
+    assert all(len(m.candidates) >= 2 for m in mappings if m.method in ("retrieval", "rerank"))
+
+
+def test_unknown_step_in_routing_is_a_config_error(engine, hp):
+    with pytest.raises(ConfigError, match="unknown steps"):
+        Normalizer("hp", engine, routed({"hp": ["exact", "magic"]})).steps  # noqa: B018
+
+
+def test_llm_and_retrieval_agreeing_raises_confidence():
+    answer = Mapping("fits", "HP:0001250", "Seizure", 0.5, "llm", [Candidate("HP:0001250", "Seizure", 0.5)])
+    item = WorkItem("fit", "fits", answer, list(answer.candidates))
+    confirm(item, [Candidate("HP:0001250", "Seizure", 0.6), Candidate("HP:0002069", "Bilateral tonic-clonic", 0.5)])
+    assert item.decision.method == "llm+retrieval"
+    assert item.decision.confidence == pytest.approx(1 - 0.5 * 0.4)
+    assert [c.id for c in item.candidates] == ["HP:0001250", "HP:0002069"]
+    other = WorkItem("x", "x", Mapping("x", "HP:0000001", "All", 0.5, "llm", []), [])
+    confirm(other, [Candidate("HP:0001250", "Seizure", 0.9)])
+    assert (other.decision.method, other.decision.confidence) == ("llm", 0.5)
+
+
+def test_calibration_is_fitted_stored_and_applied(engine, hp, hp_labels, etlnorm_home, tmp_path):
+    with engine.connect() as conn:
+        gold = conn.execute(text(
+            "SELECT s.text, s.id FROM etlnorm.synonym s JOIN etlnorm.term t USING (ontology, id)"
+            " WHERE s.ontology = 'hp' AND NOT t.obsolete AND s.scope = 'EXACT' ORDER BY md5(s.text) LIMIT 80")).all()  # fmt: skip
+    terms = [f"{t.lower()} noted" for t, _ in gold]  # phrased so that retrieval, not the lexicon, answers
+    gold_file = tmp_path / "gold.csv"
+    pl.DataFrame({"term": terms, "id": [i for _, i in gold]}).write_csv(gold_file)
+    try:
+        _check_calibration(engine, terms, gold, gold_file)
+    finally:  # other tests of this session expect uncalibrated hp answers
+        for path in (etlnorm_home / "calibration").rglob("*.json"):
+            path.unlink()
+
+
+def _check_calibration(engine, terms, gold, gold_file):
+    done = etlnorm("calibrate", "--ontology", "hp", "--input", str(gold_file))
+    assert done.returncode == 0, done.stderr
+    assert "retrieval" in done.stdout
+    calibration, path = fit_from_gold("hp", terms, [i for _, i in gold])
+    assert path.is_file()
+    curve = calibration.curves["retrieval"]
+    ys = [float(curve(x / 20)) for x in range(21)]
+    assert all(0.0 <= y <= 1.0 for y in ys) and ys == sorted(ys)
+    calibrated = Normalizer("hp", engine, load_settings(), variant="labels")
+    assert calibrated.calibration is not None
+    raw = Normalizer("hp", engine, load_settings().model_copy(update={"min_confidence": 0.0}), variant="labels",
+                     calibrated=False)  # fmt: skip
+    for before, after in zip(raw.normalize(terms[:20]), calibrated.normalize(terms[:20]), strict=True):
+        if before.method == "retrieval":
+            expected = float(curve(before.confidence))
+            assert after.confidence == pytest.approx(expected, abs=1e-6)
+            assert (after.method == "none") == (expected < load_settings().min_confidence)
