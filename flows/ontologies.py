@@ -1,0 +1,69 @@
+"""``refresh-ontologies``: load new ontology releases and build their retrieval indexes.
+
+Cached mappings made under an older release become stale by themselves (``pending_terms`` compares
+releases), so the next normalize-table run recomputes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from etlnorm.config import load_settings
+from etlnorm.db import ready_engine
+from etlnorm.ontologies import read_release
+from etlnorm.store import list_ontologies, save_release
+
+try:
+    from flows.retry import RETRIES, RETRY_DELAYS, transient_db_error
+except ImportError:  # pragma: no cover - entrypoint loaded with only flows/ on sys.path
+    from retry import RETRIES, RETRY_DELAYS, transient_db_error  # type: ignore[no-redef]
+
+
+@task(name="load-release", retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=transient_db_error,
+      cache_policy=NO_CACHE)  # fmt: skip
+def load_release_task(name: str, source: str | None, allow_shrink: bool) -> dict[str, Any]:
+    """Fetch and parse a release (source: None = official URL with the pinned copy as fallback), store it."""
+    settings = load_settings()
+    engine = ready_engine(settings)
+    before = list_ontologies(engine, name)
+    release = read_release(name, source, settings.home_dir / "ontologies", settings.http_timeout)
+    loaded = save_release(engine, release, allow_shrink=allow_shrink)
+    previous = before[0].release if before else None
+    get_run_logger().info("%s: release %s (was %s), %d terms, from %s", name, loaded.release, previous,
+                          loaded.n_terms, loaded.source)  # fmt: skip
+    return {"name": name, "release": loaded.release, "previous": previous, "terms": loaded.n_terms,
+            "source": loaded.source}  # fmt: skip
+
+
+@task(name="build-index", cache_policy=NO_CACHE)
+def build_index_task(name: str, variant: str | None) -> dict[str, Any]:
+    """The retrieval index of the current release (kept if it already exists)."""
+    from etlnorm.encoder import load_encoder
+    from etlnorm.retrieval import build_index
+
+    settings = load_settings()
+    encoder = load_encoder(settings.encoder_model, settings.encode_batch_size)
+    variant = variant or settings.index_variant
+    folder, built = build_index(ready_engine(settings), name, encoder, settings.home_dir, variant, progress=False)
+    get_run_logger().info("%s index (%s): %s %s", name, variant, "built" if built else "already present", folder)
+    return {"name": name, "variant": variant, "folder": str(folder), "built": built}
+
+
+@flow(name="refresh-ontologies")
+def refresh_ontologies(ontologies: list[str] | None = None, sources: dict[str, str] | None = None,
+                       allow_shrink: bool = False, variant: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Reload each ontology (default: those loaded now) and build its index for ``variant`` (default: setting).
+
+    sources: per ontology, a path, URL or "pinned" (default: the official URL, pinned copy as fallback).
+    """
+    names = ontologies or [o.name for o in list_ontologies(ready_engine(load_settings()))]
+    if not names:
+        get_run_logger().warning("no ontology loaded and none named: nothing to refresh")
+    results = []
+    for name in names:
+        loaded = load_release_task(name, (sources or {}).get(name), allow_shrink)
+        results.append({**loaded, "index": build_index_task(name, variant)})
+    return results
