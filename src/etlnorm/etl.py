@@ -21,11 +21,19 @@ from typing import Any
 
 from psycopg import sql
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 from tqdm import tqdm
 
-from etlnorm.catalog import Table, check_output_columns, find_table, key_column, output_columns, require_text_column
+from etlnorm.catalog import (
+    Table,
+    check_output_columns,
+    find_table,
+    key_column,
+    output_columns,
+    require_text_column,
+)
 from etlnorm.config import Settings, load_settings
-from etlnorm.db import ready_engine, raw
+from etlnorm.db import raw, ready_engine
 from etlnorm.errors import EtlnormError
 from etlnorm.mapping import Mapping
 from etlnorm.normalizer import Normalizer, get_normalizer
@@ -92,8 +100,16 @@ def run_lock(engine: Engine, plan: RunPlan, wait: bool = False) -> Iterator[None
         try:
             yield
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), params)
-            conn.commit()
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), params)
+                conn.commit()
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # The session that held the lock is gone (database restart, terminated backend):
+                # the server released the lock with it; nothing is left to unlock.
+                log.warning("lock session for %s.%s was lost before the run ended", plan.table.qualified,
+                            plan.column)  # fmt: skip
 
 
 def prepare_table(engine: Engine, plan: RunPlan) -> None:
@@ -110,14 +126,14 @@ def prepare_table(engine: Engine, plan: RunPlan) -> None:
 def pending_terms(engine: Engine, plan: RunPlan) -> tuple[list[str], int]:
     """(distinct terms without a current cached mapping, number of distinct non-empty terms)."""
     col = sql.Identifier(plan.column)
-    fresh = sql.SQL("") if plan.force else sql.SQL(" AND m.release = %(r)s")
+    # force: every term is pending, cached or not ("recompute cached mappings too").
     query = sql.SQL(
-        "SELECT d.term, m.term_md5 IS NULL FROM (SELECT DISTINCT t.{col} AS term FROM {tbl} t"
+        "SELECT d.term, m.term_md5 IS NULL OR %(force)s FROM (SELECT DISTINCT t.{col} AS term FROM {tbl} t"
         " WHERE t.{col} IS NOT NULL AND btrim(t.{col}) <> '') d"
-        " LEFT JOIN etlnorm.mapping m ON m.ontology = %(o)s AND m.term_md5 = md5(d.term)::uuid{fresh}"
-    ).format(col=col, tbl=plan.table.ident, fresh=fresh)
+        " LEFT JOIN etlnorm.mapping m ON m.ontology = %(o)s AND m.term_md5 = md5(d.term)::uuid AND m.release = %(r)s"
+    ).format(col=col, tbl=plan.table.ident)
     with engine.connect() as conn:
-        rows = raw(conn).execute(query, {"o": plan.ontology, "r": plan.release}).fetchall()
+        rows = raw(conn).execute(query, {"o": plan.ontology, "r": plan.release, "force": plan.force}).fetchall()
     return [term for term, missing in rows if missing], len(rows)
 
 
@@ -196,6 +212,28 @@ def measure_coverage(engine: Engine, plan: RunPlan, stats: RunStats) -> None:
     stats.mapped_rows = sum(mapped for _, _, mapped, _ in rows)
     total = sum(float(s or 0) for _, _, _, s in rows)
     stats.mean_confidence = round(total / stats.mapped_rows, 4) if stats.mapped_rows else None
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Rows whose confidence falls in ``low <= c < high`` (the last bucket includes 1.0)."""
+
+    low: float
+    high: float
+    rows: int
+    mapped: int  # of those, rows with an ID (the others abstained: method 'none')
+
+
+def confidence_histogram(engine: Engine, plan: RunPlan, buckets: int = 10) -> list[Bucket]:
+    """Confidence of the table's rows in ``buckets`` equal-width buckets over [0, 1], counted in SQL."""
+    query = sql.SQL(
+        "SELECT least(width_bucket(t.{confidence}, 0, 1, %(n)s), %(n)s) AS b, count(*), count(t.{id})"
+        " FROM {tbl} t WHERE t.{confidence} IS NOT NULL GROUP BY 1"
+    ).format(tbl=plan.table.ident, confidence=plan.ident("confidence"), id=plan.ident("id"))
+    with engine.connect() as conn:
+        counts = {b: (n, mapped) for b, n, mapped in raw(conn).execute(query, {"n": buckets}).fetchall()}
+    return [Bucket(round((b - 1) / buckets, 4), round(b / buckets, 4), *counts.get(b, (0, 0)))
+            for b in range(1, buckets + 1)]  # fmt: skip
 
 
 def batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
