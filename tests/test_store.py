@@ -123,3 +123,25 @@ def test_failure_inside_the_load_transaction_rolls_back(engine, hp, etlnorm_home
     with engine.connect() as conn:
         n = conn.execute(text("SELECT count(*) FROM etlnorm.term WHERE ontology='hp'")).scalar()
     assert n == before.n_terms
+
+
+def test_load_from_a_url(engine, hp, etlnorm_home, tmp_path):
+    """A release served over HTTP (a loopback server standing in for the official URL) loads like a file."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    shutil.copy(_hp_file(etlnorm_home), tmp_path / "hp.obo")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hp.obo"
+        release = read_release("hp", url, tmp_path / "cache")
+        assert (release.source, release.release, len(release.terms)) == (url, "2025-01-16", hp.n_terms)
+        with pytest.raises(OntologyError, match="cannot download"):
+            read_release("hp", f"http://127.0.0.1:{server.server_port}/missing.obo", tmp_path / "cache")
+    finally:
+        server.shutdown()
