@@ -1,0 +1,269 @@
+"""Prefect flows against real Prefect (in-process test server, and a real `prefect server` + worker) and real Postgres."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from etlnorm.etl import pending_terms, plan_run
+from etlnorm.ontologies import fetch_source, spec_for
+from etlnorm.synthetic import create_annotation_table, distinct_terms
+
+from .test_etl import checksum, scalar
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture(scope="module")
+def terms(engine, hp, hp_labels) -> list[str]:
+    return distinct_terms(engine, "hp", 300, seed=23)
+
+
+def copy_table(engine, source: str, target: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE IF EXISTS {target}"))
+        conn.execute(text(f"CREATE TABLE {target} (LIKE {source} INCLUDING ALL)"))
+        conn.execute(text(f"INSERT INTO {target} SELECT * FROM {source}"))  # noqa: S608 - test-owned names
+
+
+def read_artifact(key: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return found
+
+
+def test_normalize_table_in_process_fills_columns_and_writes_the_artifact(engine, terms, harness):
+    from etlnorm.etl import run_table
+    from flows.normalize import normalize_table
+
+    create_annotation_table(engine, "flows.basic", terms[:200], rows=4000, seed=5)
+    copy_table(engine, "flows.basic", "flows.reference")
+    result = normalize_table("flows.basic", "term", "hp", batch_size=40)
+    stats = result["stats"]
+    assert stats["rows_seen"] == 4000 and stats["rows_updated"] == 4000
+    assert stats["distinct_terms"] == stats["new_terms"] + stats["cache_hits"] > 150
+    assert scalar(engine, "SELECT count(*) FROM flows.basic WHERE term_hp_method IS NULL") == 0
+    assert scalar(engine, "SELECT count(*) FROM flows.basic WHERE term_hp_id IS NOT NULL") > 3000
+    assert scalar(engine, "SELECT status FROM etlnorm.run WHERE run_id = :r", r=result["run_id"]) == "completed"
+    # Several batch tasks, one process, one warm normalizer (get_normalizer's per-process cache).
+    assert result["processes"] == [os.getpid()] and len(result["normalizers"]) == 1
+    # Histogram from SQL: buckets cover every row with a confidence.
+    assert sum(b["rows"] for b in result["histogram"]) == scalar(
+        engine, "SELECT count(*) FROM flows.basic WHERE term_hp_confidence IS NOT NULL")  # fmt: skip
+    # The library's own run over the same rows gives the same table.
+    run_table("flows.reference", "term", "hp")
+    assert checksum(engine, "flows.reference") == checksum(engine, "flows.basic")
+
+    assert result["artifact"] == "normalize-flows-basic-term"
+    (artifact,) = read_artifact("normalize-flows-basic-term")
+    assert artifact.type == "markdown"
+    body = artifact.data
+    assert "flows.basic.term" in body and "| 4000 | 4000 |" in body
+    assert "## Rows per method" in body and "| exact |" in body
+    assert "## Confidence histogram" in body and "| 0.9–1.0 |" in body
+    assert "## Time per phase" in body and "| update |" in body
+    assert f"| {stats['cache_hits']} |" in body
+
+
+def test_a_terminated_database_connection_is_retried_and_the_table_is_right(engine, terms, harness):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    from flows.normalize import normalize_table
+
+    create_annotation_table(engine, "flows.restart", terms[:200], rows=150_000, seed=6)
+    copy_table(engine, "flows.restart", "flows.restart_ref")
+    normalize_table("flows.restart_ref", "term", "hp")  # uninterrupted (terms cached by now: update phase only)
+
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(
+        state=normalize_table("flows.restart", "term", "hp", update_batch_rows=25_000, return_state=True)))  # fmt: skip
+    runner.start()
+    terminated = 0
+    with engine.connect() as conn:
+        conn.execute(text("SET application_name = 'flows-test-killer'"))
+        conn.commit()
+        deadline = time.monotonic() + 120
+        while runner.is_alive() and time.monotonic() < deadline:
+            active = conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'"
+                " AND pid <> pg_backend_pid() AND query LIKE 'UPDATE \"flows\".\"restart\" AS t%'")).scalar()  # fmt: skip
+            conn.commit()
+            if active:
+                # The database "restarts": every backend of this database but ours is terminated, once.
+                terminated = conn.execute(text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()  # fmt: skip
+                conn.commit()
+                break
+            time.sleep(0.005)
+    runner.join(300)
+    assert terminated >= 1, "the update phase ended before a backend could be terminated"
+    state = outcome["state"]
+    assert state.is_completed(), state.message
+    assert checksum(engine, "flows.restart") == checksum(engine, "flows.restart_ref")
+    result = state.result()
+    assert scalar(engine, "SELECT status FROM etlnorm.run WHERE run_id = :r", r=result["run_id"]) == "completed"
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="update-range")))
+    assert any(run.run_count >= 2 for run in runs), "no update task was retried"
+
+
+def test_dask_runner_on_two_local_workers_gives_the_same_table(engine, terms, harness):
+    from flows.normalize import normalize_table
+
+    create_annotation_table(engine, "flows.dask", terms[100:300], rows=6000, seed=7)
+    copy_table(engine, "flows.dask", "flows.threads")
+    on_dask = normalize_table("flows.dask", "term", "hp", batch_size=25, force=True, runner="dask",
+                              dask_workers=2, update_batch_rows=1000)  # fmt: skip
+    assert on_dask["stats"]["new_terms"] == on_dask["stats"]["distinct_terms"] > 150
+    # Batches ran in the Dask worker processes, each of which loaded its normalizer once.
+    assert os.getpid() not in on_dask["processes"] and 1 <= len(on_dask["processes"]) <= 2
+    assert len(on_dask["normalizers"]) == len(on_dask["processes"])
+    default = normalize_table("flows.threads", "term", "hp", batch_size=25, force=True, update_batch_rows=1000)
+    assert default["stats"]["new_terms"] == on_dask["stats"]["new_terms"]
+    # Same IDs, labels and methods row for row; confidences equal to 1e-4 (Dask workers run the encoder
+    # single-threaded, and float sums in another order differ in the last bits of a real).
+    differ = scalar(engine, "SELECT count(*) FROM flows.dask d JOIN flows.threads t USING (id) WHERE"
+                            " (d.term_hp_id, d.term_hp_label, d.term_hp_method) IS DISTINCT FROM"
+                            " (t.term_hp_id, t.term_hp_label, t.term_hp_method)"
+                            " OR abs(coalesce(d.term_hp_confidence, -1) - coalesce(t.term_hp_confidence, -1)) > 1e-4")  # fmt: skip
+    assert differ == 0
+    assert scalar(engine, "SELECT count(*) FROM flows.dask WHERE term_hp_method IS NULL") == 0
+
+
+def test_refresh_ontologies_loads_a_new_release_and_cached_mappings_become_stale(engine, terms, harness, tmp_path):
+    from flows.normalize import normalize_table
+    from flows.ontologies import refresh_ontologies
+
+    create_annotation_table(engine, "flows.stale", terms[:60], rows=600, seed=8)
+    first = normalize_table("flows.stale", "term", "hp")
+    # A "new release": the pinned HPO cut to its first 400 terms, versioned 2099-01-01 (small, so its index builds fast).
+    pinned = fetch_source(spec_for("hp"), "pinned", Path(os.environ["ETLNORM_HOME"]) / "ontologies" / "hp", 30).path
+    text_ = pinned.read_text(encoding="utf-8")
+    head, *stanzas = text_.split("\n[Term]\n")
+    head = re.sub(r"(?m)^data-version: .*$", "data-version: hp/releases/2099-01-01", head)
+    newer = tmp_path / "hp-2099.obo"
+    newer.write_text(head + "".join("\n[Term]\n" + s.split("\n[Typedef]\n")[0] for s in stanzas[:400]) + "\n")
+    try:
+        (loaded,) = refresh_ontologies(["hp"], sources={"hp": str(newer)}, allow_shrink=True)
+        assert (loaded["release"], loaded["previous"]) == ("2099-01-01", "2025-01-16") and loaded["terms"] < 1000
+        assert loaded["index"]["built"] and "2099-01-01" in loaded["index"]["folder"]
+        plan = plan_run(engine, "flows.stale", "term", "hp")
+        pending, distinct = pending_terms(engine, plan)
+        assert len(pending) == distinct == first["stats"]["distinct_terms"]  # every cached answer is stale
+        assert scalar(engine, "SELECT count(*) FROM etlnorm.stale_mapping WHERE term = ANY (CAST(:t AS text[]))",
+                      t=pending) == distinct  # fmt: skip
+        again = normalize_table("flows.stale", "term", "hp")
+        assert again["release"] == "2099-01-01" and again["stats"]["new_terms"] == distinct
+        assert scalar(engine, "SELECT count(*) FROM etlnorm.stale_mapping WHERE term = ANY (CAST(:t AS text[]))",
+                      t=pending) == 0  # fmt: skip
+    finally:  # the rest of the session expects the pinned release (its index exists: not rebuilt)
+        (restored,) = refresh_ontologies(["hp"], sources={"hp": "pinned"})
+        with engine.begin() as conn:  # and no stale mappings left behind by this test
+            conn.execute(text("DELETE FROM etlnorm.mapping WHERE ontology = 'hp' AND release = '2099-01-01'"))
+    assert restored["release"] == "2025-01-16" and not restored["index"]["built"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a process this test started, and its children (its own process group, by its PID)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_end_to_end_server_work_pool_deploy_worker_and_cli_backfill(engine, terms, hp_labels, tmp_path):
+    create_annotation_table(engine, "flows.e2e", terms[:150], rows=3000, seed=9)
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+               PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_UI_ENABLED="false",
+               ETLNORM_DATABASE_URL=os.environ["ETLNORM_DATABASE_URL"], ETLNORM_HOME=os.environ["ETLNORM_HOME"],
+               ETLNORM_INDEX_VARIANT="labels")  # fmt: skip
+    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("server", "worker")}
+    started: list[subprocess.Popen] = []
+
+    def prefect(*args: str, timeout: float = 120) -> str:
+        done = subprocess.run([PREFECT, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    try:
+        started.append(subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                        cwd=tmp_path, env=env, stdout=logs["server"], stderr=subprocess.STDOUT,
+                                        start_new_session=True))  # fmt: skip
+        deadline = time.monotonic() + 90
+        while True:
+            assert started[0].poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "prefect server did not come up"
+            time.sleep(0.5)
+        prefect("work-pool", "create", "etlnorm", "--type", "process")
+        deployed = prefect("--no-prompt", "deploy", "-n", "backfill")
+        assert "normalize-table/backfill" in deployed
+        started.append(subprocess.Popen([PREFECT, "worker", "start", "--pool", "etlnorm", "--type", "process"],
+                                        cwd=tmp_path, env=env, stdout=logs["worker"], stderr=subprocess.STDOUT,
+                                        start_new_session=True))  # fmt: skip
+        out = prefect("deployment", "run", "normalize-table/backfill", "--param", "table=flows.e2e",
+                      "--param", "column=term", "--param", "ontology=hp")  # fmt: skip
+        flow_run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
+        deadline = time.monotonic() + 240
+        state = None
+        while time.monotonic() < deadline:
+            state = httpx.get(f"{api}/flow_runs/{flow_run_id}", timeout=5).json()["state"]["type"]
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(1)
+        assert state == "COMPLETED", f"flow run {flow_run_id} ended {state}:\n{(tmp_path / 'worker.log').read_text()[-6000:]}"
+    finally:
+        for proc in reversed(started):
+            _stop(proc)
+        for fh in logs.values():
+            fh.close()
+    assert all(proc.poll() is not None for proc in started)
+    assert scalar(engine, "SELECT count(*) FROM flows.e2e WHERE term_hp_method IS NULL") == 0
+    assert scalar(engine, "SELECT count(*) FROM flows.e2e WHERE term_hp_id IS NOT NULL") > 2000
+    assert scalar(engine, "SELECT status FROM etlnorm.run WHERE table_name = 'flows.e2e'") == "completed"
