@@ -43,8 +43,8 @@ def reset(engine: Engine) -> None:
         if exists:
             conn.execute(text(f"UPDATE {TABLE} SET term_hp_id = NULL, term_hp_label = NULL,"  # noqa: S608
                               " term_hp_confidence = NULL, term_hp_method = NULL"))  # fmt: skip
-    with engine.begin() as conn:
-        conn.execute(text(f"VACUUM ANALYZE {TABLE}").execution_options(isolation_level="AUTOCOMMIT"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"VACUUM ANALYZE {TABLE}"))
 
 
 def main() -> None:
