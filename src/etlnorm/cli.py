@@ -378,6 +378,86 @@ def evaluate_cmd(
         out.print(f"wrote {json_file}")
 
 
+@app.command("finetune")
+def finetune_cmd(
+    ontology: _ONTOLOGY,
+    base: Annotated[str | None, typer.Option(help="Base model: folder, .gguf file or hub id (default SmolLM2-135M GGUF).")] = None,
+    train: Annotated[
+        str | None,
+        typer.Option(help="Training pairs: a CSV with term,id columns, one of the paper's CSVs, or 'paper' "
+                     "(the paper's train set). Unset: a random sample of the loaded ontology (--sample)."),  # fmt: skip
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the data (default from the config).")] = None,
+    lora_r: Annotated[int | None, typer.Option("--lora-r", help="LoRA rank (default from the config).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Adapter folder (default HOME/adapters/ONTOLOGY).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with a [finetune] table of hyper-parameters.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Train on this many pairs, spread over popularity bins.")] = None,
+    sample: Annotated[int, typer.Option(help="Without --train: pairs drawn from the ontology (seeded).")] = 600,
+    withheld: Annotated[int, typer.Option(help="Without --train: also draw this many withheld pairs.")] = 600,
+    seed: Annotated[int | None, typer.Option(help="Seed (default from the config).")] = None,
+) -> None:
+    """Train a LoRA adapter on term -> ID pairs (each under the paper's five prompt wordings)."""
+    from etlnorm.db import ready_engine
+    from etlnorm.experiment import balanced_subset
+    from etlnorm.finetune import finetune, load_config
+    from etlnorm.finetune.data import frame_to_pairs, read_frame, sample_pairs, write_pairs
+    from etlnorm.llm.constrain import loaded_release
+
+    settings = load_settings()
+    cfg = load_config(config, epochs=epochs, lora_r=lora_r, seed=seed)
+    target = out_dir or settings.home_dir / "adapters" / ontology
+    engine = ready_engine(settings)
+    release = loaded_release(engine, ontology)
+    if train is None:
+        pairs, held = sample_pairs(engine, ontology, sample, cfg.seed, withheld)
+        target.mkdir(parents=True, exist_ok=True)
+        write_pairs(pairs, target / "train.csv")
+        write_pairs(held, target / "withheld.csv")
+        source = f"random sample of {ontology} {release}, seed {cfg.seed} (train.csv, withheld.csv)"
+    else:
+        pairs = frame_to_pairs(balanced_subset(read_frame(train, ontology), limit))
+        source = str(train) + (f" (first {limit}, balanced over bins)" if limit else "")
+    info = finetune(ontology, pairs, target, cfg, base=base, release=release, source=source)
+    m = info.metadata["metrics"]
+    out.print(f"adapter for {ontology} saved to {info.folder}: {len(pairs)} pairs, {m['steps']} steps, "
+              f"final loss {m['final_loss']}, train exact match {m.get('train_exact_match')}")  # fmt: skip
+
+
+@app.command("experiment")
+def experiment_cmd(
+    ontology: _ONTOLOGY,
+    train: Annotated[str, typer.Option(help="Train terms (CSV term,id[,bin,popularity], a paper CSV, or 'paper:train').")],
+    withheld: Annotated[str, typer.Option(help="Withheld terms (same formats, or 'paper:withheld').")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.md, results.json and plots.")],
+    base: Annotated[str | None, typer.Option(help="Base model (default SmolLM2-135M GGUF).")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder from `etlnorm finetune`.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Terms per split, spread over popularity bins.")] = None,
+    labels_only: _LABELS_ONLY = False,
+) -> None:
+    """The paper's experiment: base vs fine-tuned (free and constrained), retrieval, cascade; report + plots."""
+    from etlnorm.experiment import pct, run_experiment
+
+    results = run_experiment(ontology, train, withheld, out_dir, base=base, adapter=adapter, limit=limit,
+                             variant="labels" if labels_only else None)  # fmt: skip
+    table = Table("split", "n", *results["methods"], title=f"{ontology}: accuracy")
+    for split, s in results["splits"].items():
+        table.add_row(split, str(s["n"]), *(pct(s["accuracy"][m]) for m in results["methods"]))
+    out.print(table)
+    out.print(f"lexicalization {results['lexicalization']['mean']:.3f}; report: {out_dir / 'report.md'}")
+
+
+@app.command("experiment-summary")
+def experiment_summary_cmd(
+    results: Annotated[list[Path], typer.Argument(help="Experiment folders (or their results.json).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for README.md and summary plots.")],
+) -> None:
+    """Combine several ontologies' experiment results into one README with the paper's figures."""
+    from etlnorm.experiment import load_results
+    from etlnorm.experiment_report import write_summary
+
+    out.print(f"wrote {write_summary(load_results(results), out_dir)}")
+
+
 def main() -> None:
     """Console entry point: user errors as one line, exit 1."""
     try:
