@@ -267,3 +267,27 @@ def test_end_to_end_server_work_pool_deploy_worker_and_cli_backfill(engine, term
     assert scalar(engine, "SELECT count(*) FROM flows.e2e WHERE term_hp_method IS NULL") == 0
     assert scalar(engine, "SELECT count(*) FROM flows.e2e WHERE term_hp_id IS NOT NULL") > 2000
     assert scalar(engine, "SELECT status FROM etlnorm.run WHERE table_name = 'flows.e2e'") == "completed"
+
+
+def test_normalize_warehouse_runs_every_configured_target(engine, terms, harness, tmp_path, monkeypatch):
+    from flows.warehouse import normalize_warehouse
+
+    create_annotation_table(engine, "flows.wh_a", terms[:30], rows=300, seed=31)
+    create_annotation_table(engine, "flows.wh_b", terms[30:60], rows=200, seed=32)
+    config = tmp_path / "etlnorm.toml"
+    targets = ('[[targets]]\ntable = "flows.wh_a"\ncolumn = "term"\nontology = "hp"\n\n'
+               '[[targets]]\ntable = "flows.wh_b"\ncolumn = "term"\nontology = "hp"\nprefix = "phen"\n')  # fmt: skip
+    config.write_text(targets)
+    monkeypatch.setenv("ETLNORM_CONFIG", str(config))
+    results = normalize_warehouse()
+    assert [r["stats"]["rows_seen"] for r in results] == [300, 200]
+    assert scalar(engine, "SELECT count(*) FROM flows.wh_a WHERE term_hp_method IS NULL") == 0
+    assert scalar(engine, "SELECT count(*) FROM flows.wh_b WHERE phen_method IS NULL") == 0
+    # A broken target fails the warehouse run, but only after the others ran.
+    config.write_text('[[targets]]\ntable = "flows.missing"\ncolumn = "term"\nontology = "hp"\n\n' + targets)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE flows.wh_b SET phen_method = NULL, phen_id = NULL, phen_label = NULL,"
+                          " phen_confidence = NULL"))  # fmt: skip
+    with pytest.raises(RuntimeError, match="1 of 3 targets failed"):
+        normalize_warehouse()
+    assert scalar(engine, "SELECT count(*) FROM flows.wh_b WHERE phen_method IS NULL") == 0
