@@ -108,9 +108,8 @@ def ontology_load(
 def ontology_list() -> None:
     """Loaded ontologies with their releases and counts."""
     from etlnorm.db import ready_engine
-    from etlnorm.store import list_ontologies
-
     from etlnorm.display import ontology_table
+    from etlnorm.store import list_ontologies
 
     out.print(ontology_table(list_ontologies(ready_engine())))
 
