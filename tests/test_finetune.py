@@ -2,8 +2,9 @@
 
 The memorization test trains on the first 20 pairs of the paper's gene train set (HGNC approved
 name -> symbol) under the paper's first wording, then scores exact match with the same wording.
-Measured on 2 CPU cores: the base model answers 0/20 (it writes sentences); after 5 epochs at
-lr 3e-3 the adapter answers most symbols exactly (see the printed counts).
+Measured on 2 shared CPU cores: the base model answers 0/20 (it writes sentences); with 8 epochs at
+lr 3e-3 the adapter answered 20/20 (epoch losses 5.0, 1.37, 0.17, ... 0.004). The test runs 5 epochs
+(about 100 s) and asserts at least 25 % and more than the base.
 """
 
 from __future__ import annotations
