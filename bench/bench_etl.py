@@ -17,11 +17,11 @@ import time
 from sqlalchemy import Engine, text
 
 from etlnorm.config import load_settings
-from etlnorm.db import ready_engine
-from etlnorm.etl import RunSummary, run_table
-from etlnorm.ontologies import read_release
-from etlnorm.store import list_ontologies, save_release
-from etlnorm.synthetic import create_annotation_table, distinct_terms
+from etlnorm.db.engine import ready_engine
+from etlnorm.warehouse.phases import RunSummary, run_table
+from etlnorm.ontology.registry import read_release
+from etlnorm.ontology.store import list_ontologies, save_release
+from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 
 TABLE = "bench.annotations"
 

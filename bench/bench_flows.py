@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_flows.py [--rows 200000] [--distinct 5000] [--batch-size 500] [--update-rows 20000]
 
-A table of ROWS raw phenotype strings (DISTINCT distinct; etlnorm.synthetic) is normalized twice
+A table of ROWS raw phenotype strings (DISTINCT distinct; etlnorm.warehouse.synthetic) is normalized twice
 from a cold mapping cache (cache rows of hp deleted and output columns reset before each run):
 once with runner="default" (batches one after another in the flow's process) and once with
 runner="dask" (a LocalCluster of 2 worker processes, 1 thread each; its start-up and each
@@ -24,12 +24,12 @@ from sqlalchemy import Engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # flows/ lives at the repository root
 
 from etlnorm.config import load_settings  # noqa: E402
-from etlnorm.db import ready_engine  # noqa: E402
-from etlnorm.encoder import load_encoder  # noqa: E402
-from etlnorm.ontologies import read_release  # noqa: E402
-from etlnorm.retrieval import build_index  # noqa: E402
-from etlnorm.store import list_ontologies, save_release  # noqa: E402
-from etlnorm.synthetic import create_annotation_table, distinct_terms  # noqa: E402
+from etlnorm.db.engine import ready_engine  # noqa: E402
+from etlnorm.cascade.encoder import load_encoder  # noqa: E402
+from etlnorm.ontology.registry import read_release  # noqa: E402
+from etlnorm.cascade.retrieval import build_index  # noqa: E402
+from etlnorm.ontology.store import list_ontologies, save_release  # noqa: E402
+from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms  # noqa: E402
 
 TABLE = "bench.flow_annotations"
 

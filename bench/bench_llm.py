@@ -23,8 +23,8 @@ from etlnorm.llm.generate import generate
 from etlnorm.llm.model import load_model
 from etlnorm.llm.prompts import build_prompt
 from etlnorm.llm.rerank import rerank
-from etlnorm.mapping import Candidate
-from etlnorm.ontologies import read_release
+from etlnorm.cascade.answer import Candidate
+from etlnorm.ontology.registry import read_release
 
 
 def _terms(cache: Path):

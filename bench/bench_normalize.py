@@ -27,20 +27,20 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from sqlalchemy import Engine, text  # noqa: E402
 
 from etlnorm.config import load_settings  # noqa: E402
-from etlnorm.db import ready_engine  # noqa: E402
-from etlnorm.lexical import LABEL, LexicalStep, Lexicon  # noqa: E402
-from etlnorm.mapping import Mapping, WorkItem  # noqa: E402
-from etlnorm.normalizer import Normalizer  # noqa: E402
-from etlnorm.retrieval import RetrievalStep, build_index, load_index  # noqa: E402
-from etlnorm.textnorm import word_key  # noqa: E402
+from etlnorm.db.engine import ready_engine  # noqa: E402
+from etlnorm.cascade.lexical import LABEL, LexicalTier, Lexicon  # noqa: E402
+from etlnorm.cascade.answer import Answer, WorkItem  # noqa: E402
+from etlnorm.cascade.normalizer import Normalizer  # noqa: E402
+from etlnorm.cascade.retrieval import RetrievalTier, build_index, load_index  # noqa: E402
+from etlnorm.cascade.textnorm import word_key  # noqa: E402
 
 N_DISTINCT = 20_000
 N_INPUTS = 200_000
 
 
 def ensure_hp(engine: Engine, home) -> str:
-    from etlnorm.ontologies import read_release
-    from etlnorm.store import list_ontologies, save_release
+    from etlnorm.ontology.registry import read_release
+    from etlnorm.ontology.store import list_ontologies, save_release
 
     if not list_ontologies(engine, "hp"):
         save_release(engine, read_release("hp", "pinned", home / "ontologies"))
@@ -67,7 +67,7 @@ def timed(fn):
     return result, time.perf_counter() - start
 
 
-def accuracy(decisions: list[Mapping | None], gold: list[set[str]]) -> tuple[float, float]:
+def accuracy(decisions: list[Answer | None], gold: list[set[str]]) -> tuple[float, float]:
     answered = [
         d for d in decisions if d is not None and d.id is not None and d.method not in ("none", "empty")
     ]
@@ -108,12 +108,12 @@ def main() -> None:
     print(f"index loaded in {t_load_index:.2f} s ({index.index.ntotal:,} vectors)")
 
     print("\n== throughput (one process, CPU) ==")
-    lexical = LexicalStep(lexicon)
+    lexical = LexicalTier(lexicon)
     _, t = timed(lambda: lexical(items(distinct)))
     print(f"lexical tier alone      {rate(len(distinct), t)}")
     _, t = timed(lambda: encoder.encode(distinct))
     print(f"encoder alone           {rate(len(distinct), t)}")
-    retrieval = RetrievalStep(index, encoder, settings.top_k, settings.min_confidence)
+    retrieval = RetrievalTier(index, encoder, settings.top_k, settings.min_confidence)
     _, t = timed(lambda: retrieval(items(distinct)))
     print(f"retrieval tier alone    {rate(len(distinct), t)}  (encode + FAISS search + per-ID merge)")
 
@@ -127,7 +127,7 @@ def main() -> None:
         f"normalize() end to end  {rate(len(inputs), t)}  ({len(set(inputs)):,} distinct; methods {dict(methods)})"
     )
     protocol = Normalizer("hp", engine, settings, variant="labels",
-                          steps=[LexicalStep(labels_only(lexicon)), retrieval])  # fmt: skip
+                          tiers=[LexicalTier(labels_only(lexicon)), retrieval])  # fmt: skip
     protocol.lexicon  # noqa: B018
     results, t = timed(lambda: protocol.normalize(inputs))
     methods = Counter(m.method for m in results)
@@ -145,7 +145,7 @@ def main() -> None:
           f"({variants:,} normalize to some label's key)")  # fmt: skip
 
     lex_items = items(queries)
-    LexicalStep(labels_only(lexicon))(lex_items)
+    LexicalTier(labels_only(lexicon))(lex_items)
     acc, cov = accuracy([i.decision for i in lex_items], gold)
     print(f"lexical alone (labels)  acc@1 {acc:.3f}  coverage {cov:.3f}")
 

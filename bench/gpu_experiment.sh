@@ -43,7 +43,7 @@ PY
 
 "$ETL" db init
 for o in $ONTOLOGIES; do
-  if ! "$PY" -c "import sys; from etlnorm.db import ready_engine; from etlnorm.store import list_ontologies
+  if ! "$PY" -c "import sys; from etlnorm.db.engine import ready_engine; from etlnorm.ontology.store import list_ontologies
 sys.exit(0 if list_ontologies(ready_engine(), sys.argv[1]) else 1)" "$o"; then
     "$ETL" ontology load "$o" || "$ETL" ontology load "$o" --source pinned
   fi

@@ -6,7 +6,7 @@ key ranges → update ranges (one task each)] → coverage → confidence histog
 
 ``runner="dask"`` runs the batch tasks on a Dask cluster (``dask_address``, or a local cluster of
 ``dask_workers`` processes); every worker process loads the normalizer (lexicon, encoder, index) once,
-through ``etlnorm.normalizer.get_normalizer``'s per-process cache.
+through ``etlnorm.cascade.normalizer.get_normalizer``'s per-process cache.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from etlnorm import etl
+from etlnorm.warehouse import phases as etl
 from etlnorm.config import load_settings
-from etlnorm.db import ready_engine
-from etlnorm.etl import Bucket, RunPlan
-from etlnorm.normalizer import get_normalizer
-from etlnorm.runs import RunStats, finish_run
+from etlnorm.db.engine import ready_engine
+from etlnorm.warehouse.phases import Bucket, RunPlan
+from etlnorm.cascade.normalizer import get_normalizer
+from etlnorm.warehouse.records import RunStats, finish_run
 
 try:  # imported as flows.normalize (tests, bench) or as a script by a Prefect worker (entrypoint)
     from flows.retry import RETRIES, RETRY_DELAYS, transient_db_error
@@ -76,8 +76,8 @@ def pending_task(plan: RunPlan) -> tuple[list[str], int]:
 @task(name="ensure-index", **DB_TASK)
 def ensure_index_task(plan: RunPlan) -> None:
     """Build the retrieval index once, here, before worker processes would each try to."""
-    from etlnorm.encoder import load_encoder
-    from etlnorm.retrieval import build_index
+    from etlnorm.cascade.encoder import load_encoder
+    from etlnorm.cascade.retrieval import build_index
 
     settings = load_settings()
     encoder = load_encoder(settings.encoder_model, settings.encode_batch_size)

@@ -12,9 +12,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from etlnorm.config import load_settings
-from etlnorm.db import ready_engine
-from etlnorm.ontologies import read_release
-from etlnorm.store import list_ontologies, save_release
+from etlnorm.db.engine import ready_engine
+from etlnorm.ontology.registry import read_release
+from etlnorm.ontology.store import list_ontologies, save_release
 
 try:
     from flows.retry import RETRIES, RETRY_DELAYS, transient_db_error
@@ -41,8 +41,8 @@ def load_release_task(name: str, source: str | None, allow_shrink: bool) -> dict
 @task(name="build-index", cache_policy=NO_CACHE)
 def build_index_task(name: str, variant: str | None) -> dict[str, Any]:
     """The retrieval index of the current release (kept if it already exists)."""
-    from etlnorm.encoder import load_encoder
-    from etlnorm.retrieval import build_index
+    from etlnorm.cascade.encoder import load_encoder
+    from etlnorm.cascade.retrieval import build_index
 
     settings = load_settings()
     encoder = load_encoder(settings.encoder_model, settings.encode_batch_size)

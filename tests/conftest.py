@@ -42,7 +42,7 @@ def etlnorm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ["ETLNORM_INDEX_VARIANT"] = "labels"
     # Tests route every ontology through exact -> retrieval unless they build a cascade with the LLM
     # themselves (tests/test_cascade.py): otherwise each CLI, worker and Dask process would load SmolLM2.
-    os.environ["ETLNORM_ROUTING"] = json.dumps({name: ["exact", "retrieval"] for name in ("hp", "go", "hgnc")})
+    os.environ["ETLNORM_ROUTING"] = json.dumps({name: ["lexical", "retrieval"] for name in ("hp", "go", "hgnc")})
     return home
 
 
@@ -57,7 +57,7 @@ def database_url(etlnorm_home: Path) -> Iterator[str]:
         url = SERVER.rsplit("/", 1)[0] + "/" + name
         os.environ["ETLNORM_DATABASE_URL"] = url
         yield url
-        from etlnorm.db import _engine_for
+        from etlnorm.db.engine import _engine_for
 
         _engine_for(url).dispose()
         with admin.connect() as conn:
@@ -65,7 +65,7 @@ def database_url(etlnorm_home: Path) -> Iterator[str]:
         admin.dispose()
     else:
         os.environ.pop("ETLNORM_DATABASE_URL", None)
-        from etlnorm.db import database_url as configured
+        from etlnorm.db.engine import database_url as configured
 
         url = configured()
         os.environ["ETLNORM_DATABASE_URL"] = url
@@ -74,7 +74,7 @@ def database_url(etlnorm_home: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Engine:
-    from etlnorm.db import get_engine, init_db
+    from etlnorm.db.engine import get_engine, init_db
 
     engine = get_engine()
     init_db(engine)
@@ -82,8 +82,8 @@ def engine(database_url: str) -> Engine:
 
 
 def _load(engine: Engine, name: str, home: Path):
-    from etlnorm.ontologies import read_release
-    from etlnorm.store import list_ontologies, save_release
+    from etlnorm.ontology.registry import read_release
+    from etlnorm.ontology.store import list_ontologies, save_release
 
     if not list_ontologies(engine, name):
         save_release(engine, read_release(name, "pinned", home / "ontologies"))
@@ -121,7 +121,7 @@ def hp_labels(engine: Engine, hp, etlnorm_home: Path):
     Tests never build the full ("all") index: 41k+ strings take minutes to encode on a CPU.
     """
     from etlnorm.config import load_settings
-    from etlnorm.normalizer import Normalizer
+    from etlnorm.cascade.normalizer import Normalizer
 
     normalizer = Normalizer("hp", engine, load_settings(), variant="labels")
     normalizer.index  # noqa: B018  (builds and loads the persisted index)

@@ -6,12 +6,12 @@ import polars as pl
 import pytest
 from sqlalchemy import text
 
-from etlnorm.calibration import fit_from_gold
+from etlnorm.cascade.calibration import calibration_folder, fit_from_gold
 from etlnorm.config import load_settings
 from etlnorm.errors import ConfigError
-from etlnorm.mapping import Candidate, Mapping, WorkItem
-from etlnorm.normalizer import Normalizer
-from etlnorm.retrieval import confirm
+from etlnorm.cascade.answer import Candidate, Answer, WorkItem
+from etlnorm.cascade.normalizer import Normalizer
+from etlnorm.cascade.retrieval import confirm
 
 from .test_cli import etlnorm
 
@@ -28,14 +28,14 @@ def routed(route: dict[str, list[str]], **more):
 
 def protein_names(n: int) -> list[str]:
     """UniProt protein names of the paper's withheld genes: not HGNC strings, so not lexical hits."""
-    from etlnorm.paperdata import paper_data_dir
+    from etlnorm.finetune.paperdata import paper_data_dir
 
     frame = pl.read_csv(paper_data_dir() / "gene_withheld_600.csv", infer_schema=False)
     return [t.strip() for t in frame["protein_name"].to_list()[:n]]
 
 
 def test_hgnc_route_exact_then_llm_answers_only_current_agreeing_symbols(engine, hgnc, smollm):
-    settings = routed({"hgnc": ["exact", "llm"]})
+    settings = routed({"hgnc": ["lexical", "llm"]})
     normalizer = Normalizer("hgnc", engine, settings, lm=smollm)
     terms = protein_names(24) + ["tumor protein p53", "zzqx 123", "🙂"]
     mappings = normalizer.normalize(terms)
@@ -54,7 +54,7 @@ def test_hgnc_route_exact_then_llm_answers_only_current_agreeing_symbols(engine,
 
 
 def test_hp_route_retrieval_then_rerank(engine, hp, hp_labels, smollm):
-    settings = routed({"hp": ["exact", "retrieval", "rerank"]}, min_confidence=0.0)
+    settings = routed({"hp": ["lexical", "retrieval", "rerank"]}, min_confidence=0.0)
     normalizer = Normalizer("hp", engine, settings, variant="labels", lm=smollm)
     terms = ["fits that come and go", "big head noted at birth", "eyes far apart", "Seizure", "short stature in childhood"]
     mappings = normalizer.normalize(terms)
@@ -67,17 +67,17 @@ def test_hp_route_retrieval_then_rerank(engine, hp, hp_labels, smollm):
 
 def test_unknown_step_in_routing_is_a_config_error(engine, hp):
     with pytest.raises(ConfigError, match="unknown steps"):
-        Normalizer("hp", engine, routed({"hp": ["exact", "magic"]})).steps  # noqa: B018
+        Normalizer("hp", engine, routed({"hp": ["lexical", "magic"]})).tiers  # noqa: B018
 
 
 def test_llm_and_retrieval_agreeing_raises_confidence():
-    answer = Mapping("fits", "HP:0001250", "Seizure", 0.5, "llm", [Candidate("HP:0001250", "Seizure", 0.5)])
+    answer = Answer("fits", "HP:0001250", "Seizure", 0.5, "llm", [Candidate("HP:0001250", "Seizure", 0.5)])
     item = WorkItem("fit", "fits", answer, list(answer.candidates))
     confirm(item, [Candidate("HP:0001250", "Seizure", 0.6), Candidate("HP:0002069", "Bilateral tonic-clonic", 0.5)])
     assert item.decision.method == "llm+retrieval"
     assert item.decision.confidence == pytest.approx(1 - 0.5 * 0.4)
     assert [c.id for c in item.candidates] == ["HP:0001250", "HP:0002069"]
-    other = WorkItem("x", "x", Mapping("x", "HP:0000001", "All", 0.5, "llm", []), [])
+    other = WorkItem("x", "x", Answer("x", "HP:0000001", "All", 0.5, "llm", []), [])
     confirm(other, [Candidate("HP:0001250", "Seizure", 0.9)])
     assert (other.decision.method, other.decision.confidence) == ("llm", 0.5)
 
@@ -101,7 +101,8 @@ def _check_calibration(engine, terms, gold, gold_file):
     done = etlnorm("calibrate", "--ontology", "hp", "--input", str(gold_file))
     assert done.returncode == 0, done.stderr
     assert "retrieval" in done.stdout
-    calibration, path = fit_from_gold("hp", terms, [i for _, i in gold])
+    normalizer = raw_normalizer("hp")
+    calibration, path = fit_from_gold(normalizer, terms, [i for _, i in gold], calibration_folder(load_settings()))
     assert path.is_file()
     curve = calibration.curves["retrieval"]
     ys = [float(curve(x / 20)) for x in range(21)]

@@ -12,11 +12,11 @@ import pytest
 from psycopg import sql
 from sqlalchemy import text
 
-from etlnorm.catalog import split_name
-from etlnorm.db import raw
+from etlnorm.warehouse.catalog import split_name
+from etlnorm.db.engine import raw
 from etlnorm.errors import TableError
-from etlnorm.etl import RunLockedError, plan_run, run_table
-from etlnorm.synthetic import create_annotation_table, distinct_terms
+from etlnorm.warehouse.phases import RunLockedError, plan_run, run_table
+from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 
 from .test_cli import assert_one_line_error, etlnorm
 

@@ -12,12 +12,14 @@ import pytest
 from sqlalchemy import text
 
 from etlnorm.errors import TableError
-from etlnorm.evaluate import THRESHOLDS, evaluate, read_table, resolve_gold
-from etlnorm.mapping import Candidate, Mapping
+from etlnorm.experiment.evaluate import THRESHOLDS, evaluate
+from etlnorm.files import read_table
+from etlnorm.ontology.store import resolve_gold
+from etlnorm.cascade.answer import Candidate, Answer
 
 
-def m(answer: str | None, confidence: float, method: str, *candidates: str) -> Mapping:
-    return Mapping("t", answer, None, confidence, method, [Candidate(c, None, 0.5) for c in candidates])
+def m(answer: str | None, confidence: float, method: str, *candidates: str) -> Answer:
+    return Answer("t", answer, None, confidence, method, [Candidate(c, None, 0.5) for c in candidates])
 
 
 def test_scores_by_hand():

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from etlnorm.cli import app
 from etlnorm.errors import EtlnormError
-from etlnorm.experiment import METHODS, balanced_subset, load_results, run_experiment
-from etlnorm.experiment_report import write_summary
+from etlnorm.experiment.paper import METHODS, balanced_subset, load_results, run_experiment
+from etlnorm.experiment.report import write_summary
 from etlnorm.finetune import finetune, load_config, read_pairs
-from etlnorm.paperdata import load_paper_set
+from etlnorm.finetune.paperdata import load_paper_set
 
 
 def test_balanced_subset_is_deterministic_and_spread_over_bins() -> None:

@@ -16,12 +16,12 @@ import pytest
 
 from etlnorm.config import load_settings
 from etlnorm.errors import ConfigError, EtlnormError
-from etlnorm.experiment import private_copy
+from etlnorm.experiment.paper import private_copy
 from etlnorm.finetune import METADATA_FILE, finetune, load_config, read_metadata, read_pairs
 from etlnorm.finetune.data import examples, pairs_hash, sample_pairs, templates
 from etlnorm.finetune.predict import exact_match, free_answers
 from etlnorm.llm.prompts import build_prompt
-from etlnorm.normalizer import Normalizer
+from etlnorm.cascade.normalizer import Normalizer
 
 
 def test_config_defaults_toml_and_overrides(tmp_path: Path) -> None:

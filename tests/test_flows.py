@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from etlnorm.etl import pending_terms, plan_run
-from etlnorm.ontologies import fetch_source, spec_for
-from etlnorm.synthetic import create_annotation_table, distinct_terms
+from etlnorm.warehouse.phases import pending_terms, plan_run
+from etlnorm.ontology.registry import fetch_source, spec_for
+from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 
 from .test_etl import checksum, scalar
 
@@ -58,7 +58,7 @@ def read_artifact(key: str):
 
 
 def test_normalize_table_in_process_fills_columns_and_writes_the_artifact(engine, terms, harness):
-    from etlnorm.etl import run_table
+    from etlnorm.warehouse.phases import run_table
     from flows.normalize import normalize_table
 
     create_annotation_table(engine, "flows.basic", terms[:200], rows=4000, seed=5)

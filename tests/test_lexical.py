@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from etlnorm.lexical import BASE_CONFIDENCE, EXACT, LABEL, LexicalStep, load_lexicon
-from etlnorm.mapping import WorkItem
+from etlnorm.cascade.lexical import BASE_CONFIDENCE, EXACT, LABEL, LexicalTier, load_lexicon
+from etlnorm.cascade.answer import WorkItem
 
 
-def decide(step: LexicalStep, *terms: str) -> list:
+def decide(step: LexicalTier, *terms: str) -> list:
     items = [WorkItem(t, t) for t in terms]
     step(items)
     return [item.decision for item in items]
 
 
 @pytest.fixture(scope="module")
-def hp_step(engine, hp) -> LexicalStep:
-    return LexicalStep(load_lexicon(engine, "hp"))
+def hp_step(engine, hp) -> LexicalTier:
+    return LexicalTier(load_lexicon(engine, "hp"))
 
 
 @pytest.fixture(scope="module")
-def hgnc_step(engine, hgnc) -> LexicalStep:
-    return LexicalStep(load_lexicon(engine, "hgnc"))
+def hgnc_step(engine, hgnc) -> LexicalTier:
+    return LexicalTier(load_lexicon(engine, "hgnc"))
 
 
 @pytest.mark.parametrize(

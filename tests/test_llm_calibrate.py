@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from etlnorm.llm.calibrate import (
+from etlnorm.cascade.calibration import (
     Calibration,
     calibrate_mappings,
     fit_calibration,
@@ -13,7 +13,7 @@ from etlnorm.llm.calibrate import (
     load_calibration,
     save_calibration,
 )
-from etlnorm.mapping import Mapping
+from etlnorm.cascade.answer import Answer
 
 
 def _gold(n: int = 400, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +57,7 @@ def test_save_load_apply_per_method_and_release(tmp_path) -> None:
     assert back.apply("exact", 1.0) == 1.0  # uncalibrated methods pass through
     assert load_calibration(tmp_path, "hp", "another-release") is None
 
-    mappings = [Mapping("t", "HP:1", None, 2.5, "llm"), Mapping("u", None, None, 0.0, "none")]
+    mappings = [Answer("t", "HP:1", None, 2.5, "llm"), Answer("u", None, None, 0.0, "none")]
     calibrate_mappings(back, mappings)
     assert 0 <= mappings[0].confidence <= 1 and mappings[1].confidence == 0.0
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from etlnorm.llm.constrain import id_token_sequences, trie_for
 from etlnorm.llm.generate import generate
 from etlnorm.llm.prompts import build_prompt
-from etlnorm.store import current_terms
+from etlnorm.ontology.store import current_terms
 
 GARBAGE = ["", " ", "asdkjh qwe zzz", "😀🧬🦠", "x" * 10_000, "NULL", "DROP TABLE etlnorm.term;", "\x00\t\n", "{term}"]
 

@@ -6,7 +6,7 @@ import pytest
 
 from etlnorm.llm.generate import generate, left_pad
 from etlnorm.llm.prompts import build_prompt
-from etlnorm.store import current_terms
+from etlnorm.ontology.store import current_terms
 
 
 @pytest.fixture(scope="module")

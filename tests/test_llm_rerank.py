@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from etlnorm.llm.rerank import rerank, softmax
-from etlnorm.mapping import Candidate
+from etlnorm.cascade.answer import Candidate
 
 
 def _h(s: str) -> str:

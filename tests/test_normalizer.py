@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import text
 
 import etlnorm
-from etlnorm.lexical import LexicalStep
-from etlnorm.mapping import METHODS, Mapping, WorkItem
-from etlnorm.normalizer import Normalizer
-from etlnorm.textnorm import word_key
+from etlnorm.cascade.lexical import LexicalTier
+from etlnorm.cascade.answer import METHODS, Answer, WorkItem
+from etlnorm.cascade.normalizer import Normalizer
+from etlnorm.cascade.textnorm import word_key
 
 BAD = [
     "",
@@ -89,7 +89,7 @@ class ProposesObsolete:
 
     def __call__(self, items: list[WorkItem]) -> None:
         for item in items:
-            item.decision = Mapping(item.text, self.obsolete_id, "old", 0.99, "retrieval")
+            item.decision = Answer(item.text, self.obsolete_id, "old", 0.99, "retrieval")
 
 
 def test_an_obsolete_answer_from_any_tier_is_dropped(engine, hp_labels):
@@ -97,7 +97,7 @@ def test_an_obsolete_answer_from_any_tier_is_dropped(engine, hp_labels):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT obsolete FROM etlnorm.term WHERE ontology='hp' AND id=:i"),
                             {"i": obsolete}).scalar() is True  # fmt: skip
-    normalizer = Normalizer("hp", engine, hp_labels.settings, steps=[ProposesObsolete(obsolete)])
+    normalizer = Normalizer("hp", engine, hp_labels.settings, tiers=[ProposesObsolete(obsolete)])
     normalizer.lexicon = hp_labels.lexicon  # share the loaded lexicon
     (m,) = normalizer.normalize(["anything"])
     assert m.id is None and m.method == "none"
@@ -133,8 +133,8 @@ class FailsOn:
 
 
 def test_a_failing_tier_costs_only_the_bad_term(engine, hp_labels):
-    steps = [FailsOn("poison pill"), LexicalStep(hp_labels.lexicon)]
-    normalizer = Normalizer("hp", engine, hp_labels.settings, steps=steps)
+    steps = [FailsOn("poison pill"), LexicalTier(hp_labels.lexicon)]
+    normalizer = Normalizer("hp", engine, hp_labels.settings, tiers=steps)
     normalizer.lexicon = hp_labels.lexicon
     mappings = normalizer.normalize(["Seizure", "poison pill", "low set ears"])
     assert [m.id for m in mappings] == ["HP:0001250", None, "HP:0000369"]

@@ -8,12 +8,12 @@ import shutil
 import pytest
 from sqlalchemy import text
 
-from etlnorm.encoder import Encoder, load_encoder
-from etlnorm.mapping import WorkItem
-from etlnorm.release import Release, Synonym, Term
-from etlnorm.retrieval import RetrievalStep, build_index, index_folder, load_index
-from etlnorm.store import save_release
-from etlnorm.textnorm import word_key
+from etlnorm.cascade.encoder import Encoder, load_encoder
+from etlnorm.cascade.answer import WorkItem
+from etlnorm.ontology.release import Release, Synonym, Term
+from etlnorm.cascade.retrieval import RetrievalTier, build_index, index_folder, load_index
+from etlnorm.ontology.store import save_release
+from etlnorm.cascade.textnorm import word_key
 
 N_HELD_OUT = 200
 # Measured on 2025-01-16 HPO, all-MiniLM-L6-v2, labels-only index, min_confidence 0.6: accuracy@1 of the
@@ -42,7 +42,7 @@ def test_held_out_synonyms_accuracy_at_1(engine, hp_labels):
     queries = held_out_synonyms(engine, N_HELD_OUT)
     assert len(queries) == N_HELD_OUT
     settings = hp_labels.settings
-    step = RetrievalStep(hp_labels.index, hp_labels.encoder, settings.top_k, settings.min_confidence)
+    step = RetrievalTier(hp_labels.index, hp_labels.encoder, settings.top_k, settings.min_confidence)
     items = [WorkItem(q, q) for q, _ in queries]
     step(items)  # the retrieval tier alone: no lexical tier in front of it
     hits = sum(1 for item, (_, gold) in zip(items, queries, strict=True)
@@ -145,7 +145,7 @@ def test_new_release_or_model_rebuilds(engine, hp_labels, tiny, tmp_path):
     assert json.loads((third / "meta.json").read_text())["fingerprint"] == other.fingerprint
 
     index = load_index(engine, tiny, encoder, home)
-    step = RetrievalStep(index, encoder, top_k=2, min_confidence=0.0)
+    step = RetrievalTier(index, encoder, top_k=2, min_confidence=0.0)
     items = [WorkItem("tiny ear", "tiny ears")]
     step(items)
     assert items[0].decision.id == "TINY:1"

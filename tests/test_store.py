@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from etlnorm.errors import OntologyError
-from etlnorm.ontologies import read_release
-from etlnorm.store import list_ontologies, resolve, save_release
+from etlnorm.ontology.registry import read_release
+from etlnorm.ontology.store import list_ontologies, resolve, save_release
 
 
 def test_hp_loaded_from_pinned_copy(engine, hp):
@@ -112,7 +112,7 @@ def test_truncated_file_keeps_previous_release(engine, hp, etlnorm_home, tmp_pat
 def test_failure_inside_the_load_transaction_rolls_back(engine, hp, etlnorm_home, tmp_path):
     # A synonym of a term the file lacks breaks a foreign key in the middle of the COPY.
     release = read_release("hp", "pinned", etlnorm_home / "ontologies")
-    from etlnorm.release import Synonym
+    from etlnorm.ontology.release import Synonym
 
     release.synonyms.append(Synonym("HP:9999999", "dangling", "EXACT"))
     before = list_ontologies(engine, "hp")[0]

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from etlnorm.textnorm import MAX_KEY_CHARS, singular, symbol_key, symbol_may_match, word_key
+from etlnorm.cascade.textnorm import MAX_KEY_CHARS, singular, symbol_key, symbol_may_match, word_key
 
 
 @pytest.mark.parametrize(

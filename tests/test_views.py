@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from etlnorm.etl import run_table
-from etlnorm.synthetic import create_annotation_table, distinct_terms
-from etlnorm.textnorm import word_key
+from etlnorm.warehouse.phases import run_table
+from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
+from etlnorm.cascade.textnorm import word_key
 
 from .test_cli import etlnorm
 

@@ -2,7 +2,7 @@
 
 One process loads the model once (de-quantizing the GGUF costs minutes on a busy CPU) and, per
 ontology, trains the adapter (``etlnorm.finetune``) on the train subset, then runs the experiment
-(``etlnorm.experiment``) on the train and withheld subsets. Equivalent CLI per ontology:
+(``etlnorm.experiment.paper``) on the train and withheld subsets. Equivalent CLI per ontology:
 
     etlnorm finetune --ontology hp --train paper --limit 60 --config docs/experiment/finetune.toml --out ADAPTER
     etlnorm experiment --ontology hp --train paper:train --withheld paper:withheld --limit 60 \
@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from etlnorm.config import load_settings
-from etlnorm.db import ready_engine
-from etlnorm.experiment import balanced_subset, load_results, run_experiment
-from etlnorm.experiment_report import write_summary
+from etlnorm.db.engine import ready_engine
+from etlnorm.experiment.paper import balanced_subset, load_results, run_experiment
+from etlnorm.experiment.report import write_summary
 from etlnorm.finetune import finetune, load_config
 from etlnorm.finetune.data import frame_to_pairs, read_frame
 from etlnorm.llm.constrain import loaded_release

@@ -10,18 +10,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Mapping", "Normalizer", "normalize", "resolve"]
+__all__ = ["Answer", "Normalizer", "normalize", "resolve"]
 
 if TYPE_CHECKING:
-    from etlnorm.mapping import Mapping
-    from etlnorm.normalizer import Normalizer, normalize
-    from etlnorm.store import Resolution
+    from etlnorm.cascade.answer import Answer
+    from etlnorm.cascade.normalizer import Normalizer, normalize
+    from etlnorm.ontology.store import Resolution
 
 
 def resolve(identifier: str, ontology: str | None = None) -> Resolution:
-    """The current ID for ``identifier`` in the configured database (see ``etlnorm.store.resolve``)."""
-    from etlnorm.db import ready_engine
-    from etlnorm.store import resolve as resolve_with
+    """The current ID for ``identifier`` in the configured database (see ``etlnorm.ontology.store.resolve``)."""
+    from etlnorm.db.engine import ready_engine
+    from etlnorm.ontology.store import resolve as resolve_with
 
     return resolve_with(ready_engine(), identifier, ontology)
 
@@ -32,8 +32,8 @@ def __getattr__(name: str) -> Any:
         from etlnorm import normalizer
 
         return getattr(normalizer, name)
-    if name == "Mapping":
-        from etlnorm.mapping import Mapping
+    if name == "Answer":
+        from etlnorm.cascade.answer import Answer
 
-        return Mapping
+        return Answer
     raise AttributeError(name)

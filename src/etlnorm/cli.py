@@ -61,7 +61,7 @@ def config_show() -> None:
 @db_app.command("init")
 def db_init() -> None:
     """Create or update schema etlnorm (idempotent: safe to run twice)."""
-    from etlnorm.db import get_engine, init_db
+    from etlnorm.db.engine import get_engine, init_db
 
     applied = init_db(get_engine())
     out.print(f"schema etlnorm ready: {', '.join(applied)}")
@@ -70,7 +70,7 @@ def db_init() -> None:
 @db_app.command("url")
 def db_url() -> None:
     """Print the database URL in use (starting the embedded server if none is configured)."""
-    from etlnorm.db import get_engine
+    from etlnorm.db.engine import get_engine
 
     out.print(get_engine().url.render_as_string(hide_password=True))
 
@@ -88,9 +88,9 @@ def ontology_load(
     ] = False,
 ) -> None:
     """Load a release of an ontology, replacing the stored one atomically."""
-    from etlnorm.db import ready_engine
-    from etlnorm.ontologies import read_release
-    from etlnorm.store import save_release
+    from etlnorm.db.engine import ready_engine
+    from etlnorm.ontology.registry import read_release
+    from etlnorm.ontology.store import save_release
 
     settings = load_settings()
     engine = ready_engine(settings)
@@ -107,9 +107,9 @@ def ontology_load(
 @ontology_app.command("list")
 def ontology_list() -> None:
     """Loaded ontologies with their releases and counts."""
-    from etlnorm.db import ready_engine
+    from etlnorm.db.engine import ready_engine
     from etlnorm.display import ontology_table
-    from etlnorm.store import list_ontologies
+    from etlnorm.ontology.store import list_ontologies
 
     out.print(ontology_table(list_ontologies(ready_engine())))
 
@@ -120,8 +120,8 @@ def ontology_resolve(
     ontology: Annotated[str | None, typer.Option(help="Restrict to one ontology.")] = None,
 ) -> None:
     """The current ID for an identifier: follows alt IDs and replaced_by; reports obsolete ones."""
-    from etlnorm.db import ready_engine
-    from etlnorm.store import resolve
+    from etlnorm.db.engine import ready_engine
+    from etlnorm.ontology.store import resolve
 
     r = resolve(ready_engine(), identifier, ontology)
     if r.status == "unknown":
@@ -149,10 +149,10 @@ def run(
 ) -> None:
     """Normalize a column in place: adds <prefix>_id, _label, _confidence, _method and fills them.
 
-    Only new distinct terms are normalized (others come from etlnorm.mapping); only rows whose
+    Only new distinct terms are normalized (others come from the etlnorm.mapping cache); only rows whose
     outputs differ from the cache are written, in key-range transactions. Safe to rerun and to kill.
     """
-    from etlnorm.etl import run_table
+    from etlnorm.warehouse.phases import run_table
 
     summary = run_table(table, column, ontology, key, prefix, force, wait=wait, progress=True)
     s, plan = summary.stats, summary.plan
@@ -167,9 +167,9 @@ def run(
 @app.command("runs")
 def runs(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20) -> None:
     """Recent runs from etlnorm.run: target, status, counts and time per phase."""
-    from etlnorm.db import ready_engine
+    from etlnorm.db.engine import ready_engine
     from etlnorm.display import runs_table
-    from etlnorm.runs import list_runs
+    from etlnorm.warehouse.records import list_runs
 
     out.print(runs_table(list_runs(ready_engine(), limit)))
 
@@ -182,8 +182,8 @@ def view_create(
     prefix: Annotated[str | None, typer.Option(help="Output column prefix used by the run.")] = None,
 ) -> None:
     """Create <table>_<prefix>_v: the table plus each mapped ID's current label and obsolete status."""
-    from etlnorm.db import ready_engine
-    from etlnorm.views import create_table_view
+    from etlnorm.db.engine import ready_engine
+    from etlnorm.warehouse.views import create_table_view
 
     out.print(f"created view {create_table_view(ready_engine(), table, column, ontology, prefix)}")
 
@@ -199,11 +199,14 @@ def calibrate(
 
     Afterwards `confidence` means estimated precision, and min_confidence abstains in those terms.
     """
-    from etlnorm.calibration import fit_from_gold
-    from etlnorm.evaluate import read_table
+    from etlnorm.cascade.calibration import calibration_folder, fit_from_gold
+    from etlnorm.cascade.normalizer import raw_normalizer
+    from etlnorm.files import read_table
 
     frame = read_table(input, [term_column, id_column])
-    calibration, path = fit_from_gold(ontology, frame[term_column].to_list(), frame[id_column].to_list())
+    normalizer = raw_normalizer(ontology)
+    calibration, path = fit_from_gold(normalizer, frame[term_column].to_list(), frame[id_column].to_list(),
+                                      calibration_folder(normalizer.settings))  # fmt: skip
     table = Table("method", "gold rows", "precision at raw 0.5", "at 0.7", "at 0.9")
     for method, curve in sorted(calibration.curves.items()):
         table.add_row(method, str(curve.n), *(f"{float(curve(x)):.2f}" for x in (0.5, 0.7, 0.9)))
@@ -230,7 +233,7 @@ _LABELS_ONLY = Annotated[
 
 def _normalizer(ontology: str, labels_only: bool):
     """A Normalizer, failing early (one line) if the ontology is unknown or not loaded."""
-    from etlnorm.normalizer import Normalizer
+    from etlnorm.cascade.normalizer import Normalizer
 
     return Normalizer(ontology, variant="labels" if labels_only else "all")
 
@@ -267,7 +270,7 @@ def normalize_cmd(
     import polars as pl
 
     from etlnorm.errors import TableError
-    from etlnorm.evaluate import read_table
+    from etlnorm.files import read_table
 
     if input_file is not None:
         if terms:
@@ -316,9 +319,9 @@ def index_build(ontology: _ONTOLOGY, labels_only: _LABELS_ONLY = False) -> None:
     """Build the retrieval index of an ontology's loaded release now (a no-op if it is up to date)."""
     import time
 
-    from etlnorm.db import ready_engine
-    from etlnorm.encoder import load_encoder
-    from etlnorm.retrieval import build_index
+    from etlnorm.cascade.encoder import load_encoder
+    from etlnorm.cascade.retrieval import build_index
+    from etlnorm.db.engine import ready_engine
 
     settings = load_settings()
     engine = ready_engine(settings)
@@ -348,7 +351,9 @@ def evaluate_cmd(
     """Accuracy@1, accuracy@5, coverage and accuracy by confidence threshold, overall and per method."""
     import json
 
-    from etlnorm.evaluate import evaluate, read_table, resolve_gold
+    from etlnorm.experiment.evaluate import evaluate
+    from etlnorm.files import read_table
+    from etlnorm.ontology.store import resolve_gold
 
     frame = read_table(input_file, [term_column, id_column])
     normalizer = _normalizer(ontology, labels_only)
@@ -396,8 +401,8 @@ def finetune_cmd(
     seed: Annotated[int | None, typer.Option(help="Seed (default from the config).")] = None,
 ) -> None:
     """Train a LoRA adapter on term -> ID pairs (each under the paper's five prompt wordings)."""
-    from etlnorm.db import ready_engine
-    from etlnorm.experiment import balanced_subset
+    from etlnorm.db.engine import ready_engine
+    from etlnorm.experiment.paper import balanced_subset
     from etlnorm.finetune import finetune, load_config
     from etlnorm.finetune.data import frame_to_pairs, read_frame, sample_pairs, write_pairs
     from etlnorm.llm.constrain import loaded_release
@@ -434,7 +439,8 @@ def experiment_cmd(
     labels_only: _LABELS_ONLY = False,
 ) -> None:
     """The paper's experiment: base vs fine-tuned (free and constrained), retrieval, cascade; report + plots."""
-    from etlnorm.experiment import pct, run_experiment
+    from etlnorm.experiment.paper import run_experiment
+    from etlnorm.experiment.report import pct
 
     results = run_experiment(ontology, train, withheld, out_dir, base=base, adapter=adapter, limit=limit,
                              variant="labels" if labels_only else None)  # fmt: skip
@@ -451,8 +457,8 @@ def experiment_summary_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for README.md and summary plots.")],
 ) -> None:
     """Combine several ontologies' experiment results into one README with the paper's figures."""
-    from etlnorm.experiment import load_results
-    from etlnorm.experiment_report import write_summary
+    from etlnorm.experiment.paper import load_results
+    from etlnorm.experiment.report import write_summary
 
     out.print(f"wrote {write_summary(load_results(results), out_dir)}")
 

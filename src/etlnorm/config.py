@@ -76,14 +76,14 @@ class Settings(BaseSettings):
     )
     routing: dict[str, list[str]] = Field(
         default_factory=lambda: {
-            "hgnc": ["exact", "llm", "retrieval"],
-            # The paper's route for numeric IDs is exact -> retrieval -> rerank; with the offline default
+            "hgnc": ["lexical", "llm", "retrieval"],
+            # The paper's route for numeric IDs is lexical -> retrieval -> rerank; with the offline default
             # SmolLM2-135M the reranker lowers accuracy@1 (0.380 -> 0.300) at 16x the time
             # (bench/RESULTS-cascade.md), so add "rerank" here when llm_model is a stronger model.
-            "hp": ["exact", "retrieval"],
-            "go": ["exact", "retrieval"],
+            "hp": ["lexical", "retrieval"],
+            "go": ["lexical", "retrieval"],
         },
-        description="Cascade per ontology, from exact, llm, retrieval, rerank.",
+        description="Cascade per ontology: tier names from lexical, llm, retrieval, rerank, in order.",
     )
     llm_constrained: bool = Field(default=True, description="LLM tier may only spell current IDs (prefix trie).")
     llm_min_agreement: float = Field(

@@ -9,12 +9,12 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from etlnorm.config import load_settings
-from etlnorm.db import get_engine, init_db
+from etlnorm.db.engine import get_engine, init_db
 from etlnorm.display import ontology_table
-from etlnorm.etl import run_table
-from etlnorm.ontologies import read_release
-from etlnorm.store import list_ontologies, save_release
-from etlnorm.synthetic import create_annotation_table, distinct_terms
+from etlnorm.warehouse.phases import run_table
+from etlnorm.ontology.registry import read_release
+from etlnorm.ontology.store import list_ontologies, save_release
+from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 
 DEMO_TABLE = "demo.annotations"
 

@@ -25,8 +25,8 @@ from etlnorm.errors import EtlnormError
 from etlnorm.llm.constrain import id_token_sequences
 from etlnorm.llm.generate import MAX_PROMPT_TOKENS
 from etlnorm.llm.prompts import clean_term, paraphrases, render
-from etlnorm.paperdata import FILES, SPLITS, load_paper_set
-from etlnorm.store import current_terms
+from etlnorm.finetune.paperdata import FILES, SPLITS, load_paper_set
+from etlnorm.ontology.store import current_terms
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from transformers import LogitsProcessor
 
 from etlnorm.llm.prompts import render
-from etlnorm.store import current_terms
+from etlnorm.ontology.store import current_terms
 
 log = logging.getLogger(__name__)
 

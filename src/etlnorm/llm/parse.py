@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine
 
-from etlnorm.store import Resolution, resolve_in
+from etlnorm.ontology.store import Resolution, resolve_in
 
 _PREFIXED = {
     "hp": re.compile(r"\bHP\s*[:_]\s*(\d{7})\b", re.I),

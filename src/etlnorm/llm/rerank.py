@@ -15,16 +15,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple, Protocol
 
 import torch
 
 from etlnorm.llm.model import LanguageModel
 from etlnorm.llm.prompts import ONTOLOGY_NAMES, build_prompt, clean_term, render
-from etlnorm.mapping import Candidate
 
 By = Literal["label", "id", "both"]
 MAX_ANSWER_TOKENS = 48
+
+
+class Choice(Protocol):
+    """What the reranker reads of a candidate: its ID and, when it has one, its label."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def label(self) -> str | None: ...
+
+
+class Ranked(NamedTuple):
+    """A candidate as the reranker scored it."""
+
+    id: str
+    label: str | None
+    score: float
 
 
 def label_message(ontology: str, term: str) -> str:
@@ -82,12 +99,12 @@ def softmax(scores: Sequence[float]) -> list[float]:
 def rerank(
     lm: LanguageModel,
     ontology: str,
-    queries: Sequence[tuple[str, Sequence[Candidate]]],
+    queries: Sequence[tuple[str, Sequence[Choice]]],
     *,
     by: By = "label",
     batch_size: int = 32,
     templates: Mapping[str, str] | None = None,
-) -> list[list[Candidate]]:
+) -> list[list[Ranked]]:
     """For each (term, candidates): the candidates best first, ``score`` = softmax of the LLM scores.
 
     A candidate without a label is scored on its ID under ``by="label"``.
@@ -115,5 +132,5 @@ def rerank(
         raw = [sum(scores[i] for i in idx) / len(idx) for idx in per_query]
         probs = softmax(raw)
         ranked = sorted(zip(cands, probs, strict=True), key=lambda cp: -cp[1])
-        results.append([Candidate(c.id, c.label, p) for c, p in ranked])
+        results.append([Ranked(c.id, c.label, p) for c, p in ranked])
     return results

@@ -1,4 +1,4 @@
-"""The LLM tier as cascade steps: generate IDs for undecided terms, rerank retrieved candidates.
+"""The LLM as cascade tiers: generate IDs for undecided terms, rerank retrieved candidates.
 
 Both act on a whole batch of WorkItems at once (the model is only efficient batched) and never
 raise for one bad term: a term the model cannot answer stays undecided for the next tier.
@@ -10,17 +10,18 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 from sqlalchemy import Engine
 
+from etlnorm.cascade.answer import Answer, Candidate, WorkItem
+from etlnorm.cascade.tier import ActsOn
 from etlnorm.llm.constrain import trie_for
 from etlnorm.llm.generate import generate
 from etlnorm.llm.model import LanguageModel
 from etlnorm.llm.parse import accepted_id, extract_id, resolve_answers
 from etlnorm.llm.prompts import build_prompt, clean_term
-from etlnorm.llm.rerank import By, rerank
-from etlnorm.mapping import Candidate, WorkItem
-from etlnorm.mapping import Mapping as Answer
+from etlnorm.llm.rerank import rerank
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ Agree = Callable[[str, str], float]  # (term, id) -> similarity of the ID's labe
 
 
 @dataclass
-class LlmGenerateStep:
+class LlmGenerateTier:
     """Ask the model for the ID of every undecided term (method ``llm``).
 
     ``constrained``: decoding can only spell a current ID (``etlnorm.llm.constrain``); otherwise the
@@ -47,10 +48,11 @@ class LlmGenerateStep:
     batch_size: int = 32
     max_new_tokens: int = 16
     templates: Mapping[str, str] | None = None
-    name: str = "llm"
+    name: ClassVar[str] = "llm"
+    acts_on: ClassVar[ActsOn] = ActsOn()
 
     def __call__(self, items: list[WorkItem]) -> None:
-        todo = [it for it in items if it.decision is None and clean_term(it.text)]
+        todo = [it for it in items if clean_term(it.text)]
         if not todo:
             return
         try:
@@ -94,56 +96,43 @@ class LlmGenerateStep:
 
 
 @dataclass
-class LlmRerankStep:
+class LlmRerankTier:
     """Re-order the candidates of retrieval's items by the model's likelihood (method ``rerank``).
 
-    Acts on items decided by ``retrieval`` and, when ``decide_undecided``, on undecided items that
-    carry candidates (retrieval abstained). The decision changes, with method ``rerank`` and the
-    reranker's softmax score as confidence, when the top candidate differs from retrieval's answer
-    (or there was none and the top score reaches ``min_score``).
+    Acts on items decided by ``retrieval`` and on undecided items that carry candidates (retrieval
+    abstained). The decision changes, with method ``rerank`` and the reranker's softmax score as
+    confidence, when the top candidate differs from retrieval's answer or there was none.
     """
 
     lm: LanguageModel
     ontology: str
-    by: By = "label"
     top_k: int = 5
-    decide_undecided: bool = True
-    min_score: float = 0.0
     batch_size: int = 32
     templates: Mapping[str, str] | None = None
-    rerank_methods: tuple[str, ...] = ("retrieval",)
-    name: str = "rerank"
+    name: ClassVar[str] = "rerank"
+    acts_on: ClassVar[ActsOn] = ActsOn(decided_by=frozenset({"retrieval"}), needs_candidates=True)
 
     def __call__(self, items: list[WorkItem]) -> None:
-        todo = [it for it in items if self._wants(it)]
+        todo = [it for it in items if clean_term(it.text)]
         if not todo:
             return
         try:
             queries = [(clean_term(it.text), self._candidates(it)) for it in todo]
-            ranked = rerank(self.lm, self.ontology, queries, by=self.by, batch_size=self.batch_size,
-                            templates=self.templates)  # fmt: skip
+            ranked = rerank(self.lm, self.ontology, queries, batch_size=self.batch_size, templates=self.templates)
         except Exception:
             log.exception(
                 "LLM reranking failed for %d %s terms; retrieval's order kept", len(todo), self.ontology
             )
             return
-        for item, cands in zip(todo, ranked, strict=True):
+        for item, order in zip(todo, ranked, strict=True):
+            cands = [Candidate(c.id, c.label, c.score) for c in order]
             item.candidates = cands
             top = cands[0]
             previous = item.decision
-            if previous is None and top.score < self.min_score:
-                continue
             if previous is None or previous.id != top.id:
                 item.decision = Answer(item.text, top.id, top.label, top.score, "rerank", list(cands))
             else:
                 previous.candidates = list(cands)
-
-    def _wants(self, item: WorkItem) -> bool:
-        if not clean_term(item.text) or not self._candidates(item):
-            return False
-        if item.decision is None:
-            return self.decide_undecided
-        return item.decision.method in self.rerank_methods
 
     def _candidates(self, item: WorkItem) -> list[Candidate]:
         cands = item.candidates or (item.decision.candidates if item.decision else [])

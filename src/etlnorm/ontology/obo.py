@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from etlnorm.errors import OntologyError
-from etlnorm.release import Release, Synonym, Term
+from etlnorm.ontology.release import Release, Synonym, Term
 
 _SYNONYM = re.compile(r'^"((?:[^"\\]|\\.)*)"\s+(EXACT|RELATED|BROAD|NARROW)(?:\s+([^\s\[]+))?')
 _RELEASE = re.compile(r"(\d{4}-\d{2}-\d{2})")

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from tqdm import tqdm
 
-from etlnorm.catalog import (
+from etlnorm.warehouse.catalog import (
     Table,
     check_output_columns,
     find_table,
@@ -33,12 +33,12 @@ from etlnorm.catalog import (
     require_text_column,
 )
 from etlnorm.config import Settings, load_settings
-from etlnorm.db import raw, ready_engine
+from etlnorm.db.engine import raw, ready_engine
 from etlnorm.errors import EtlnormError
-from etlnorm.mapping import Mapping
-from etlnorm.normalizer import Normalizer, get_normalizer
-from etlnorm.runs import RunStats, finish_run, start_run
-from etlnorm.store import current_release
+from etlnorm.cascade.answer import Answer
+from etlnorm.cascade.normalizer import Normalizer, get_normalizer
+from etlnorm.warehouse.records import RunStats, finish_run, start_run
+from etlnorm.ontology.store import current_release
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def pending_terms(engine: Engine, plan: RunPlan) -> tuple[list[str], int]:
 
 
 def cache_mappings(engine: Engine, plan: RunPlan, normalizer: Normalizer, terms: Sequence[str],
-                   mappings: Sequence[Mapping]) -> int:  # fmt: skip
+                   mappings: Sequence[Answer]) -> int:  # fmt: skip
     """Upsert one batch of answers into etlnorm.mapping (COPY into a temp table, then one INSERT)."""
     model, adapter = normalizer.provenance()
     with engine.begin() as conn:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etlnorm.errors import OntologyError
-from etlnorm.hgnc import read_hgnc
-from etlnorm.obo import read_obo
-from etlnorm.release import Release
-from etlnorm.sources import Fetched, PinnedCopy, fetch_local, fetch_pinned, fetch_url, is_url
+from etlnorm.ontology.hgnc import read_hgnc
+from etlnorm.ontology.obo import read_obo
+from etlnorm.ontology.release import Release
+from etlnorm.ontology.sources import Fetched, PinnedCopy, fetch_local, fetch_pinned, fetch_url, is_url
 
 log = logging.getLogger(__name__)
 

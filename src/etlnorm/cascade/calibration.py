@@ -4,6 +4,11 @@ A softmax score, a sequence probability and a cosine similarity are not comparab
 probability of being right. Fitted on a gold set, a monotone map per method turns each into the
 precision observed at that score, so one abstain threshold means the same thing for every path.
 A map is stored as its isotonic breakpoints (JSON), next to the ontology release it was fitted on.
+
+``fit_from_gold`` (``etlnorm calibrate``) runs an uncalibrated, non-abstaining normalizer on gold
+terms, so every method's raw scores are seen, marks each answer right or wrong against the resolved
+gold ID and fits one curve per method; normalizers of that release pick the curves up from
+``ETLNORM_HOME/calibration``.
 """
 
 from __future__ import annotations
@@ -13,11 +18,16 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
+from sqlalchemy import Engine
 
-from etlnorm.mapping import Mapping
+from etlnorm.cascade.answer import Answer
+from etlnorm.config import Settings
+from etlnorm.errors import EtlnormError
+from etlnorm.ontology.store import resolve_gold
 
 
 @dataclass(frozen=True)
@@ -97,8 +107,32 @@ def load_calibration(folder: Path, ontology: str, release: str) -> Calibration |
     return Calibration(doc["ontology"], doc["release"], curves)
 
 
-def calibrate_mappings(calibration: Calibration, mappings: Iterable[Mapping]) -> None:
-    """Replace each mapping's raw confidence by its method's estimated precision, in place."""
-    for m in mappings:
-        if m.id is not None:
-            m.confidence = calibration.apply(m.method, m.confidence)
+def calibration_folder(settings: Settings) -> Path:
+    return settings.home_dir / "calibration"
+
+
+class RawNormalizer(Protocol):
+    """What fitting needs of a normalizer: its release and its raw (uncalibrated) answers."""
+
+    engine: Engine
+    ontology: str
+    release: str
+
+    def normalize(self, terms: Sequence[str | None]) -> list[Answer]: ...
+
+
+def fit_from_gold(normalizer: RawNormalizer, terms: Sequence[str | None], gold: Sequence[str | None],
+                  folder: Path) -> tuple[Calibration, Path]:  # fmt: skip
+    """Fit and store the calibration of ``normalizer``'s release from gold IDs; returns it and its path.
+
+    ``normalizer`` must be uncalibrated and must not abstain (``min_confidence`` 0), or low raw
+    scores would never be seen.
+    """
+    current, _ = resolve_gold(normalizer.engine, normalizer.ontology, gold)
+    answers = normalizer.normalize(terms)
+    rows = [(a.method, a.confidence, a.id == g) for a, g in zip(answers, current, strict=True)
+            if g is not None and a.id is not None]  # fmt: skip
+    if not rows:
+        raise EtlnormError("no gold row was both scorable and answered: nothing to calibrate on")
+    calibration = fit_calibration(normalizer.ontology, normalizer.release, rows)
+    return calibration, save_calibration(calibration, folder)

@@ -12,7 +12,7 @@ For the train and withheld terms it scores, by popularity bin:
 
 It also measures **lexicalization**: the cosine between the MiniLM embedding of each term and of its
 identifier string (the paper's embedding analysis). Results go to ``results.json``, ``report.md``
-and PNG plots (``etlnorm.experiment_plots``).
+and PNG plots (``etlnorm.experiment.plots``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,35 +31,28 @@ import numpy as np
 import polars as pl
 from sqlalchemy import Engine
 
+from etlnorm.cascade.encoder import Encoder, load_encoder
+from etlnorm.cascade.normalizer import Normalizer
+from etlnorm.cascade.retrieval import load_index
 from etlnorm.config import Settings, load_settings
-from etlnorm.encoder import Encoder, load_encoder
 from etlnorm.errors import EtlnormError
-from etlnorm.evaluate import resolve_gold
+from etlnorm.ontology.store import resolve_gold
+from etlnorm.experiment.plots import plot_accuracy_by_bin, plot_lexicalization
+from etlnorm.experiment.report import PAPER, write_report
 from etlnorm.finetune.data import read_frame
+from etlnorm.finetune.paperdata import SPLITS
 from etlnorm.finetune.predict import constrained_answers, exact_match, free_answers
 from etlnorm.finetune.train import METADATA_FILE
-from etlnorm.lexical import LexicalStep, load_lexicon
 from etlnorm.llm.constrain import loaded_release, trie_for
 from etlnorm.llm.model import LanguageModel, load_model
-from etlnorm.llm.steps import LlmGenerateStep, LlmRerankStep
-from etlnorm.mapping import Step
-from etlnorm.normalizer import Normalizer
-from etlnorm.retrieval import RetrievalStep, load_index
 
 log = logging.getLogger(__name__)
 
 METHODS = ("base", "base_constrained", "finetuned", "finetuned_constrained", "retrieval", "cascade")
-SPLITS = ("train", "withheld")
 # The cascade per ontology, from the paper's finding: gene symbols are lexicalized (the LLM generates
 # them), HPO/GO numeric IDs are not (retrieval decides, the LLM only reranks its candidates).
-CASCADES = {"hgnc": ("exact", "llm", "retrieval"), "hp": ("exact", "retrieval", "rerank"),
-            "go": ("exact", "retrieval", "rerank")}  # fmt: skip
-# The paper's figures (Llama 3.1 8B, n = 600 each, exact match, %): (base, fine-tuned).
-PAPER = {
-    ("hp", "train"): (0.5, 21.2), ("hp", "withheld"): (0.8, 0.3),
-    ("go", "train"): (1.0, 43.7), ("go", "withheld"): (1.7, 1.5),
-    ("hgnc", "withheld"): (83.5, 87.3),  # the paper's task: protein name -> gene symbol
-}  # fmt: skip
+CASCADES = {"hgnc": ("lexical", "llm", "retrieval"), "hp": ("lexical", "retrieval", "rerank"),
+            "go": ("lexical", "retrieval", "rerank")}  # fmt: skip
 
 
 def balanced_subset(frame: pl.DataFrame, limit: int | None) -> pl.DataFrame:
@@ -99,33 +91,6 @@ def _split(engine: Engine, ontology: str, name: str, frame: pl.DataFrame) -> Spl
 def private_copy(lm: LanguageModel, suffix: str) -> LanguageModel:
     """A copy of ``lm``'s network to load adapters into (PEFT modifies a model in place)."""
     return LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, f"{lm.key}#{suffix}", lm.device)
-
-
-def cascade_steps(ontology: str, engine: Engine, lm: LanguageModel, encoder: Encoder, settings: Settings,
-                  variant: str, batch_size: int) -> list[Step]:  # fmt: skip
-    lexicon = load_lexicon(engine, ontology)
-    index = load_index(engine, ontology, encoder, settings.home_dir, variant)
-
-    def agree(
-        term: str, ident: str
-    ) -> float:  # as Normalizer.agreement: the ID's label (or the ID) vs the term
-        label = lexicon.labels.get(ident)
-        vectors = encoder.encode([term, ident] + ([label] if label else []))
-        return float(max(vectors[1:] @ vectors[0]))
-
-    steps: list[Step] = []
-    for name in CASCADES.get(ontology, ("exact", "retrieval")):
-        if name == "exact":
-            steps.append(LexicalStep(lexicon))
-        elif name == "retrieval":
-            steps.append(RetrievalStep(index, encoder, settings.top_k, settings.min_confidence))
-        elif name == "llm":
-            steps.append(LlmGenerateStep(lm, engine, ontology, constrained=True, agree=agree,
-                                         min_agreement=getattr(settings, "llm_min_agreement", 0.4),
-                                         batch_size=batch_size))  # fmt: skip
-        elif name == "rerank":
-            steps.append(LlmRerankStep(lm, ontology, top_k=settings.top_k, batch_size=batch_size))
-    return steps
 
 
 def lexicalization(encoder: Encoder, terms: Sequence[str], ids: Sequence[str]) -> list[float]:
@@ -175,9 +140,7 @@ def run_experiment(
     batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Run every method on both splits, write results.json, report.md and the plots; return the results."""
-    from etlnorm.db import ready_engine
-    from etlnorm.experiment_plots import plot_accuracy_by_bin, plot_lexicalization
-    from etlnorm.experiment_report import write_report
+    from etlnorm.db.engine import ready_engine
 
     started = time.perf_counter()
     settings = settings or load_settings()
@@ -237,9 +200,8 @@ def run_experiment(
         split.correct["retrieval"] = _matches(ids, split.current)
         timed("retrieval", time.perf_counter() - t)
 
-    cascade_lm = tuned_lm or base_lm
-    steps = cascade_steps(ontology, engine, cascade_lm, encoder, settings, variant, batch)
-    normalizer = Normalizer(ontology, engine, settings, variant=variant, steps=steps)
+    normalizer = Normalizer(ontology, engine, settings.model_copy(update={"llm_batch_size": batch}),
+                            variant=variant, route=CASCADES.get(ontology), lm=tuned_lm or base_lm)  # fmt: skip
     methods_used: dict[str, dict[str, int]] = {}
     for split in splits:
         t = time.perf_counter()
@@ -272,7 +234,7 @@ def run_experiment(
             "selection": "first rows of each popularity bin in file order, round-robin over bins",
         },  # fmt: skip
         "index_variant": variant,
-        "cascade": list(CASCADES.get(ontology, ("exact", "retrieval"))),
+        "cascade": normalizer.route,
         "methods": [m for m in METHODS if m in splits[0].correct],
         "splits": {s.name: summarize(s) for s in splits},
         "cascade_methods": methods_used,
@@ -325,9 +287,3 @@ def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError) as exc:
             raise EtlnormError(f"cannot read experiment results {path}: {exc}") from exc
     return out
-
-
-def pct(value: float | None) -> str:
-    return (
-        "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
-    )

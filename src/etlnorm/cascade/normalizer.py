@@ -13,29 +13,36 @@ from functools import cached_property
 
 from sqlalchemy import Engine
 
+from etlnorm.cascade.answer import Answer, WorkItem
+from etlnorm.cascade.calibration import calibration_folder, load_calibration
+from etlnorm.cascade.encoder import Encoder, load_encoder
+from etlnorm.cascade.lexical import LexicalTier, Lexicon, dedup_key, load_lexicon
+from etlnorm.cascade.llm_tiers import LlmGenerateTier, LlmRerankTier
+from etlnorm.cascade.retrieval import RetrievalIndex, RetrievalTier, load_index
+from etlnorm.cascade.tier import LazyTier, Tier, run_tier
 from etlnorm.config import Settings, load_settings
-from etlnorm.db import ready_engine
-from etlnorm.encoder import Encoder, load_encoder
+from etlnorm.db.engine import ready_engine
 from etlnorm.errors import ConfigError
-from etlnorm.lexical import LexicalStep, Lexicon, dedup_key, load_lexicon
-from etlnorm.llm.calibrate import load_calibration
 from etlnorm.llm.model import LanguageModel, load_from_settings
-from etlnorm.llm.steps import LlmGenerateStep, LlmRerankStep
-from etlnorm.mapping import Mapping, Step, WorkItem
-from etlnorm.retrieval import RetrievalIndex, RetrievalStep, load_index
-from etlnorm.store import current_release
+from etlnorm.ontology.store import current_release
 
 log = logging.getLogger(__name__)
 
-STEP_NAMES = ("exact", "llm", "retrieval", "rerank")
+TIER_NAMES = ("lexical", "llm", "retrieval", "rerank")
+RENAMED = {"exact": "lexical"}  # route names of earlier releases
 LEXICAL = ("exact", "synonym")
 
 
 class Normalizer:
-    """Normalizes terms to current IDs of one ontology release."""
+    """Normalizes terms to current IDs of one ontology release.
+
+    ``route`` (tier names) overrides ``settings.routing``; ``tiers`` replaces the route with given
+    tier objects (tests, benchmarks); ``lm`` is the LLM of the llm/rerank tiers.
+    """
 
     def __init__(self, ontology: str, engine: Engine | None = None, settings: Settings | None = None,
-                 variant: str | None = None, steps: Sequence[Step] | None = None, lm: LanguageModel | None = None,
+                 variant: str | None = None, route: Sequence[str] | None = None,
+                 tiers: Sequence[Tier] | None = None, lm: LanguageModel | None = None,
                  calibrated: bool = True) -> None:  # fmt: skip
         self.settings = settings or load_settings()
         self.engine = engine or ready_engine(self.settings)
@@ -43,10 +50,11 @@ class Normalizer:
         self.variant = variant or self.settings.index_variant
         with self.engine.connect() as conn:
             self.release = current_release(conn, ontology)
-        self._steps = list(steps) if steps is not None else None
+        self.route = check_route(ontology, route or self.settings.routing.get(ontology, ["lexical", "retrieval"]))
+        self._tiers = list(tiers) if tiers is not None else None
         self._lm = lm
         self.calibration = (
-            load_calibration(self.settings.home_dir / "calibration", ontology, self.release) if calibrated else None
+            load_calibration(calibration_folder(self.settings), ontology, self.release) if calibrated else None
         )
 
     @cached_property
@@ -66,38 +74,37 @@ class Normalizer:
         """The LLM of the llm/rerank steps: given, or loaded once from the ``llm_*`` settings."""
         return self._lm if self._lm is not None else load_from_settings(self.settings)
 
-    @property
-    def route(self) -> list[str]:
-        """Step names for this ontology: ``settings.routing``, else exact then retrieval."""
-        route = self.settings.routing.get(self.ontology, ["exact", "retrieval"])
-        unknown = set(route) - set(STEP_NAMES)
-        if unknown:
-            raise ConfigError(f"routing for {self.ontology}: unknown steps {sorted(unknown)}; use {STEP_NAMES}")
-        return route
-
     @cached_property
-    def steps(self) -> list[Step]:
-        if self._steps is not None:
-            return self._steps
-        factories: dict[str, Callable[[], Step]] = {
-            "retrieval": self._retrieval_step, "llm": self._llm_step, "rerank": self._rerank_step,
+    def tiers(self) -> list[Tier]:
+        if self._tiers is not None:
+            return self._tiers
+        builders: dict[str, tuple[type, Callable[[], Tier]]] = {
+            "retrieval": (RetrievalTier, self._retrieval_tier), "llm": (LlmGenerateTier, self._llm_tier),
+            "rerank": (LlmRerankTier, self._rerank_tier),
         }  # fmt: skip
-        return [LexicalStep(self.lexicon) if name == "exact" else LazyStep(name, factories[name]) for name in self.route]
+        tiers: list[Tier] = []
+        for name in self.route:
+            if name == "lexical":
+                tiers.append(LexicalTier(self.lexicon))
+            else:
+                kind, build = builders[name]
+                tiers.append(LazyTier(name, kind.acts_on, build))
+        return tiers
 
-    def _retrieval_step(self) -> Step:
+    def _retrieval_tier(self) -> Tier:
         # With a calibration the abstain threshold applies to calibrated confidence, in _verify.
         threshold = 0.0 if self.calibration else self.settings.min_confidence
-        return RetrievalStep(self.index, self.encoder, self.settings.top_k, threshold)
+        return RetrievalTier(self.index, self.encoder, self.settings.top_k, threshold)
 
-    def _llm_step(self) -> Step:
+    def _llm_tier(self) -> Tier:
         s = self.settings
-        return LlmGenerateStep(self.lm, self.engine, self.ontology, constrained=s.llm_constrained,
+        return LlmGenerateTier(self.lm, self.engine, self.ontology, constrained=s.llm_constrained,
                                agree=self.agreement, min_agreement=s.llm_min_agreement, batch_size=s.llm_batch_size,
                                max_new_tokens=s.llm_max_new_tokens, templates=s.llm_prompts or None)  # fmt: skip
 
-    def _rerank_step(self) -> Step:
+    def _rerank_tier(self) -> Tier:
         s = self.settings
-        return LlmRerankStep(self.lm, self.ontology, top_k=s.top_k, batch_size=s.llm_batch_size,
+        return LlmRerankTier(self.lm, self.ontology, top_k=s.top_k, batch_size=s.llm_batch_size,
                              templates=s.llm_prompts or None)  # fmt: skip
 
     def agreement(self, term: str, ident: str) -> float:
@@ -121,27 +128,29 @@ class Normalizer:
         """The normalized string under which a term is computed and cached."""
         return dedup_key(term, self.lexicon.has_symbols)
 
-    def normalize(self, terms: Sequence[str | None]) -> list[Mapping]:
-        """One Mapping per input, in order; each distinct key is computed once."""
+    def normalize(self, terms: Sequence[str | None]) -> list[Answer]:
+        """One Answer per input, in order; each distinct key is computed once, alone: its answer
+        does not depend on the other terms of the batch."""
         keys = [self.key(t) if isinstance(t, str) else "" for t in terms]
         items: dict[str, WorkItem] = {}
         for term, key in zip(terms, keys, strict=True):
             if key and key not in items:
                 items[key] = WorkItem(key, term.strip())  # type: ignore[union-attr]
-        self.run_steps(list(items.values()))
+        self.run_tiers(list(items.values()))
         results = []
         for term, key in zip(terms, keys, strict=True):
             if not key:  # blank input is "empty"; input with no letters or digits (emoji, symbols) is "none"
                 blank = not isinstance(term, str) or not term.strip()
-                results.append(Mapping(term, None, None, 0.0, "empty" if blank else "none"))
+                results.append(Answer(term, None, None, 0.0, "empty" if blank else "none"))
             else:
                 results.append(replace(items[key].decision, term=term))  # type: ignore[type-var]
         return results
 
-    def run_steps(self, items: list[WorkItem]) -> None:
-        """Run the cascade over distinct items, then verify and fill the abstentions."""
-        for step in self.steps:
-            _run_isolated(step, items)
+    def run_tiers(self, items: list[WorkItem]) -> None:
+        """Run the cascade over distinct items, each tier on the items it acts on, then verify
+        and fill the abstentions."""
+        for tier in self.tiers:
+            run_tier(tier, items)
         for item in items:
             self._verify(item)
 
@@ -153,42 +162,24 @@ class Normalizer:
             decision = None
         if decision is None:
             top = item.candidates[0].score if item.candidates else 0.0
-            decision = Mapping(item.text, None, None, top, "none", item.candidates)
+            decision = Answer(item.text, None, None, top, "none", item.candidates)
         if self.calibration is not None and decision.id is not None:
             decision.confidence = self.calibration.apply(decision.method, decision.confidence)
             if decision.method not in LEXICAL and decision.confidence < self.settings.min_confidence:
-                decision = Mapping(item.text, None, None, decision.confidence, "none", item.candidates)
+                decision = Answer(item.text, None, None, decision.confidence, "none", item.candidates)
         decision.confidence = min(1.0, max(0.0, float(decision.confidence)))
         item.decision = decision
 
 
-class LazyStep:
-    """A step whose heavy parts (a model, an index) load only when some item reaches it."""
-
-    def __init__(self, name: str, factory: Callable[[], Step]) -> None:
-        self.name = name
-        self._factory = factory
-        self._step: Step | None = None
-
-    def __call__(self, items: list[WorkItem]) -> None:
-        if all(item.decision is not None for item in items):
-            return
-        if self._step is None:
-            self._step = self._factory()
-        self._step(items)
-
-
-def _run_isolated(step: Step, items: list[WorkItem]) -> None:
-    """Run a step on the batch; if it fails, per item, so one bad term cannot fail the others."""
-    try:
-        step(items)
-    except Exception:
-        log.exception("%s step failed on a batch of %d; retrying item by item", step.name, len(items))
-        for item in items:
-            try:
-                step([item])
-            except Exception as exc:
-                log.warning("%s step failed on %r: %s", step.name, item.text[:80], exc)
+def check_route(ontology: str, route: Sequence[str]) -> list[str]:
+    """Tier names, in order; names of earlier releases are read as today's, unknown ones refused."""
+    renamed = [RENAMED.get(name, name) for name in route]
+    if renamed != list(route):
+        log.warning("routing for %s: %s is now spelled %s", ontology, list(route), renamed)
+    unknown = sorted(set(renamed) - set(TIER_NAMES))
+    if unknown:
+        raise ConfigError(f"routing for {ontology}: unknown tiers {unknown}; use {TIER_NAMES}")
+    return renamed
 
 
 _normalizers: dict[tuple[str, str, str], Normalizer] = {}
@@ -209,6 +200,12 @@ def get_normalizer(ontology: str, variant: str | None = None, settings: Settings
     return _normalizers[key]
 
 
-def normalize(terms: Sequence[str | None], ontology: str, variant: str | None = None) -> list[Mapping]:
+def raw_normalizer(ontology: str, settings: Settings | None = None, variant: str | None = None) -> Normalizer:
+    """A normalizer that neither calibrates nor abstains: every method's raw scores, for fitting."""
+    settings = (settings or load_settings()).model_copy(update={"min_confidence": 0.0})
+    return Normalizer(ontology, None, settings, variant, calibrated=False)
+
+
+def normalize(terms: Sequence[str | None], ontology: str, variant: str | None = None) -> list[Answer]:
     """Map each term to the best current ID of ``ontology`` with a confidence and the method used."""
     return get_normalizer(ontology, variant).normalize(terms)

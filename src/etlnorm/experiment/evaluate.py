@@ -9,50 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-import polars as pl
-from sqlalchemy import Engine
-
-from etlnorm.errors import TableError
-from etlnorm.mapping import METHODS, Mapping
-from etlnorm.store import resolve_in
+from etlnorm.cascade.answer import METHODS, Answer
 
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5, 0.55 ... 0.95
 TOP_K = 5
-READERS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".txt": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-
-
-def read_table(path: Path, columns: Sequence[str]) -> pl.DataFrame:
-    """A CSV, TSV or Parquet file (by extension) with ``columns`` as strings; one-line errors."""
-    kind = READERS.get(path.suffix.lower())
-    if kind is None:
-        raise TableError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv or .parquet")
-    if not path.is_file():
-        raise TableError(f"{path}: no such file")
-    try:
-        if kind == "parquet":
-            frame = pl.read_parquet(path)
-        else:
-            frame = pl.read_csv(path, separator="\t" if kind == "tsv" else ",", infer_schema=False,
-                                quote_char=None if kind == "tsv" else '"')  # fmt: skip
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise TableError(f"{path}: cannot read: {str(exc).splitlines()[0]}") from exc
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise TableError(
-            f"{path}: no column {', '.join(map(repr, missing))}; columns: {', '.join(frame.columns)}"
-        )
-    return frame.select(pl.col(c).cast(pl.String) for c in columns)
-
-
 @dataclass(frozen=True, slots=True)
 class Scored:
     """One row's outcome."""
@@ -98,18 +59,7 @@ class Evaluation:
         return asdict(self)
 
 
-def resolve_gold(engine: Engine, ontology: str, gold: Sequence[str | None]) -> tuple[list[str | None], int]:
-    """Each gold ID as a current ID (None when blank or unusable), and how many rows needed resolving."""
-    current: dict[str, tuple[str | None, bool]] = {}
-    with engine.connect() as conn:
-        for raw in {g.strip() for g in gold if g and g.strip()}:
-            resolution = resolve_in(conn, raw, ontology)
-            current[raw] = (resolution.id, resolution.status in ("alt_id", "replaced"))
-    found = [current.get(g.strip(), (None, False)) if g else (None, False) for g in gold]
-    return [i for i, _ in found], sum(1 for i, moved in found if i is not None and moved)
-
-
-def score(mapping: Mapping, gold: str, top_k: int = TOP_K) -> Scored:
+def score(mapping: Answer, gold: str, top_k: int = TOP_K) -> Scored:
     answered = mapping.id is not None and mapping.method not in ("none", "empty")
     correct = answered and mapping.id == gold
     in_top_k = correct or any(c.id == gold for c in mapping.candidates[:top_k])
@@ -130,7 +80,7 @@ def summarize(method: str, rows: Sequence[Scored]) -> Summary:
 
 
 def evaluate(
-    mappings: Sequence[Mapping], gold: Sequence[str | None], ontology: str, gold_resolved: int = 0
+    mappings: Sequence[Answer], gold: Sequence[str | None], ontology: str, gold_resolved: int = 0
 ) -> Evaluation:
     """Score mappings against current gold IDs (None: row not scored)."""
     if len(mappings) != len(gold):

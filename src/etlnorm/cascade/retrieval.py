@@ -13,14 +13,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import faiss
 import numpy as np
 from sqlalchemy import Engine, text
 
-from etlnorm.encoder import Encoder
-from etlnorm.mapping import Candidate, Mapping, WorkItem
-from etlnorm.store import current_release
+from etlnorm.cascade.answer import Answer, Candidate, WorkItem
+from etlnorm.cascade.encoder import Encoder
+from etlnorm.cascade.tier import ActsOn
+from etlnorm.ontology.store import current_release
 
 log = logging.getLogger(__name__)
 
@@ -113,33 +115,30 @@ def load_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, vari
     return RetrievalIndex(faiss.read_index(str(folder / "index.faiss")), ids, _labels(engine, ontology), folder)
 
 
-class RetrievalStep:
-    """Decides the items no earlier tier answered; abstains (method ``none``) below ``min_confidence``.
+class RetrievalTier:
+    """Decides undecided items; abstains (method ``none``, candidates kept) below ``min_confidence``.
 
     Items an LLM already answered are searched too: when retrieval's best ID is the LLM's, the two
     independent tiers agree and the answer becomes ``llm+retrieval`` with a raised confidence.
     """
 
     name = "retrieval"
+    acts_on: ClassVar[ActsOn] = ActsOn(decided_by=frozenset({"llm"}))
 
-    def __init__(self, index: RetrievalIndex, encoder: Encoder, top_k: int = 5, min_confidence: float = 0.6,
-                 confirm: tuple[str, ...] = ("llm",)) -> None:  # fmt: skip
+    def __init__(self, index: RetrievalIndex, encoder: Encoder, top_k: int = 5, min_confidence: float = 0.6) -> None:
         self.index, self.encoder = index, encoder
-        self.top_k, self.min_confidence, self.confirm = top_k, min_confidence, confirm
+        self.top_k, self.min_confidence = top_k, min_confidence
 
     def __call__(self, items: list[WorkItem]) -> None:
-        todo = [item for item in items if item.decision is None or item.decision.method in self.confirm]
-        if not todo:
-            return
-        vectors = self.encoder.encode([item.text for item in todo], progress=len(todo) > 5000)
-        for item, candidates in zip(todo, self.index.search(vectors, self.top_k), strict=True):
+        vectors = self.encoder.encode([item.text for item in items], progress=len(items) > 5000)
+        for item, candidates in zip(items, self.index.search(vectors, self.top_k), strict=True):
             if item.decision is not None:
                 confirm(item, candidates)
                 continue
             item.candidates = candidates
             if candidates and candidates[0].score >= self.min_confidence:
                 best = candidates[0]
-                item.decision = Mapping(item.text, best.id, best.label, best.score, "retrieval", candidates)
+                item.decision = Answer(item.text, best.id, best.label, best.score, "retrieval", candidates)
 
 
 def confirm(item: WorkItem, candidates: list[Candidate]) -> None:

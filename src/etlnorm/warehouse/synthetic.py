@@ -13,8 +13,8 @@ import random
 from psycopg import sql
 from sqlalchemy import Engine, text
 
-from etlnorm.catalog import split_name
-from etlnorm.db import raw
+from etlnorm.warehouse.catalog import split_name
+from etlnorm.db.engine import raw
 
 PHRASES = ("history of {}", "{} (suspected)", "possible {}", "{}, mild", "mild {}", "{} noted on exam")
 

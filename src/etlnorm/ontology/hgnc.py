@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from etlnorm.errors import OntologyError
-from etlnorm.release import Release, Synonym, Term
+from etlnorm.ontology.release import Release, Synonym, Term
 
 COLUMNS = {
     "hgnc_id": ("hgnc_id", "HGNC ID"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,10 +11,10 @@ import psycopg
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from etlnorm.db import raw
+from etlnorm.db.engine import raw
 from etlnorm.errors import OntologyError
-from etlnorm.ontologies import ONTOLOGIES
-from etlnorm.release import Release
+from etlnorm.ontology.registry import ONTOLOGIES
+from etlnorm.ontology.release import Release
 
 log = logging.getLogger(__name__)
 
@@ -182,3 +183,14 @@ def current_terms(engine: Engine, ontology: str) -> list[tuple[str, str | None]]
             {"o": ontology},
         ).all()
     return [(r[0], r[1]) for r in rows]
+
+
+def resolve_gold(engine: Engine, ontology: str, gold: Sequence[str | None]) -> tuple[list[str | None], int]:
+    """Each gold ID as a current ID (None when blank or unusable), and how many rows needed resolving."""
+    current: dict[str, tuple[str | None, bool]] = {}
+    with engine.connect() as conn:
+        for raw in {g.strip() for g in gold if g and g.strip()}:
+            resolution = resolve_in(conn, raw, ontology)
+            current[raw] = (resolution.id, resolution.status in ("alt_id", "replaced"))
+    found = [current.get(g.strip(), (None, False)) if g else (None, False) for g in gold]
+    return [i for i, _ in found], sum(1 for i, moved in found if i is not None and moved)

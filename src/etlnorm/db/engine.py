@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from etlnorm.config import Settings, load_settings
-from etlnorm.embedded import embedded_url
+from etlnorm.db.embedded import embedded_url
 from etlnorm.errors import DatabaseError
 
 log = logging.getLogger(__name__)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import ClassVar
 
 from sqlalchemy import Engine, text
 
-from etlnorm.mapping import Candidate, Mapping, WorkItem
-from etlnorm.textnorm import clean, looks_like_symbol, symbol_key, symbol_may_match, word_key
+from etlnorm.cascade.answer import Answer, Candidate, WorkItem
+from etlnorm.cascade.textnorm import clean, looks_like_symbol, symbol_key, symbol_may_match, word_key
+from etlnorm.cascade.tier import ActsOn
 
 LABEL, EXACT, OTHER = 0, 1, 2
 BASE_CONFIDENCE = {LABEL: 1.0, EXACT: 0.95, OTHER: 0.8}
@@ -89,10 +91,11 @@ def current_target(term_id: str, by_id: dict) -> str | None:
     return None if row is None or row.obsolete else row.id
 
 
-class LexicalStep:
-    """Decides items whose normalized string is a known label or synonym."""
+class LexicalTier:
+    """Decides undecided items whose normalized string is a known label or synonym."""
 
     name = "lexical"
+    acts_on: ClassVar[ActsOn] = ActsOn()
 
     def __init__(self, lexicon: Lexicon) -> None:
         self.lexicon = lexicon
@@ -105,8 +108,6 @@ class LexicalStep:
 
     def __call__(self, items: list[WorkItem]) -> None:
         for item in items:
-            if item.decision is not None:
-                continue
             best: dict[str, int] = {}
             for entry in self.entries(item.text):
                 best[entry.id] = min(entry.rank, best.get(entry.id, entry.rank))
@@ -121,5 +122,5 @@ class LexicalStep:
             ]
             winner = winners[0]
             item.candidates = candidates
-            item.decision = Mapping(item.text, winner, self.lexicon.labels.get(winner), confidence,
+            item.decision = Answer(item.text, winner, self.lexicon.labels.get(winner), confidence,
                                     "exact" if top == LABEL else "synonym", candidates)  # fmt: skip
