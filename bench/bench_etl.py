@@ -18,9 +18,9 @@ from sqlalchemy import Engine, text
 
 from etlnorm.config import load_settings
 from etlnorm.db.engine import ready_engine
-from etlnorm.warehouse.phases import RunSummary, run_table
 from etlnorm.ontology.registry import read_release
 from etlnorm.ontology.store import list_ontologies, save_release
+from etlnorm.warehouse.run import RunReport, run_table
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 
 TABLE = "bench.annotations"
@@ -46,7 +46,7 @@ def reset_outputs(engine: Engine) -> None:
         conn.execute(text("ANALYZE bench.annotations"))
 
 
-def report(name: str, summary: RunSummary, seconds: float, rows: int) -> None:
+def report(name: str, summary: RunReport, seconds: float, rows: int) -> None:
     s = summary.stats
     phases = ", ".join(f"{k} {v:.1f}s" for k, v in s.timings.items())
     print(f"{name}: {seconds:.1f} s end to end, {rows / seconds:,.0f} rows/s; {s.rows_updated:,} rows updated, "

@@ -23,11 +23,11 @@ from sqlalchemy import Engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # flows/ lives at the repository root
 
+from etlnorm.cascade.encoder import load_encoder  # noqa: E402
+from etlnorm.cascade.retrieval import build_index  # noqa: E402
 from etlnorm.config import load_settings  # noqa: E402
 from etlnorm.db.engine import ready_engine  # noqa: E402
-from etlnorm.cascade.encoder import load_encoder  # noqa: E402
 from etlnorm.ontology.registry import read_release  # noqa: E402
-from etlnorm.cascade.retrieval import build_index  # noqa: E402
 from etlnorm.ontology.store import list_ontologies, save_release  # noqa: E402
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms  # noqa: E402
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
+from etlnorm.cascade.answer import Candidate
 from etlnorm.llm.constrain import build_trie
 from etlnorm.llm.generate import generate
 from etlnorm.llm.model import load_model
 from etlnorm.llm.prompts import build_prompt
 from etlnorm.llm.rerank import rerank
-from etlnorm.cascade.answer import Candidate
 from etlnorm.ontology.registry import read_release
 
 

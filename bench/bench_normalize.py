@@ -26,13 +26,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from sqlalchemy import Engine, text  # noqa: E402
 
-from etlnorm.config import load_settings  # noqa: E402
-from etlnorm.db.engine import ready_engine  # noqa: E402
-from etlnorm.cascade.lexical import LABEL, LexicalTier, Lexicon  # noqa: E402
 from etlnorm.cascade.answer import Answer, WorkItem  # noqa: E402
+from etlnorm.cascade.lexical import LABEL, LexicalTier, Lexicon  # noqa: E402
 from etlnorm.cascade.normalizer import Normalizer  # noqa: E402
 from etlnorm.cascade.retrieval import RetrievalTier, build_index, load_index  # noqa: E402
 from etlnorm.cascade.textnorm import word_key  # noqa: E402
+from etlnorm.config import load_settings  # noqa: E402
+from etlnorm.db.engine import ready_engine  # noqa: E402
 
 N_DISTINCT = 20_000
 N_INPUTS = 200_000

@@ -120,8 +120,8 @@ def hp_labels(engine: Engine, hp, etlnorm_home: Path):
 
     Tests never build the full ("all") index: 41k+ strings take minutes to encode on a CPU.
     """
-    from etlnorm.config import load_settings
     from etlnorm.cascade.normalizer import Normalizer
+    from etlnorm.config import load_settings
 
     normalizer = Normalizer("hp", engine, load_settings(), variant="labels")
     normalizer.index  # noqa: B018  (builds and loads the persisted index)

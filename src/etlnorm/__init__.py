@@ -29,7 +29,7 @@ def resolve(identifier: str, ontology: str | None = None) -> Resolution:
 def __getattr__(name: str) -> Any:
     # Heavy modules (torch, faiss) load only when used, so `etlnorm --help` stays fast.
     if name in ("Normalizer", "normalize"):
-        from etlnorm import normalizer
+        from etlnorm.cascade import normalizer
 
         return getattr(normalizer, name)
     if name == "Answer":

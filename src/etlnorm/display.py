@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-from etlnorm.warehouse.records import RunRecord
 from etlnorm.ontology.store import LoadedOntology
+from etlnorm.warehouse.records import RunRecord
 
 
 def ontology_table(rows: Sequence[LoadedOntology]) -> Table | str:

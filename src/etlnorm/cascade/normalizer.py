@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from etlnorm.cascade.answer import Answer, WorkItem
 from etlnorm.cascade.calibration import calibration_folder, load_calibration
-from etlnorm.cascade.encoder import Encoder, load_encoder
+from etlnorm.cascade.encoder import Encoder, fingerprint, load_encoder, model_path
 from etlnorm.cascade.lexical import LexicalTier, Lexicon, dedup_key, load_lexicon
 from etlnorm.cascade.llm_tiers import LlmGenerateTier, LlmRerankTier
 from etlnorm.cascade.retrieval import RetrievalIndex, RetrievalTier, load_index
@@ -63,7 +63,7 @@ class Normalizer:
 
     @cached_property
     def encoder(self) -> Encoder:
-        return load_encoder(self.settings.encoder_model, self.settings.encode_batch_size)
+        return load_encoder(self.settings.encoder_for(self.ontology), self.settings.encode_batch_size)
 
     @cached_property
     def index(self) -> RetrievalIndex:
@@ -107,6 +107,11 @@ class Normalizer:
         return LlmRerankTier(self.lm, self.ontology, top_k=s.top_k, batch_size=s.llm_batch_size,
                              templates=s.llm_prompts or None)  # fmt: skip
 
+    def prepare(self) -> None:
+        """Build what is persisted and shared (the retrieval index), so parallel workers only load it."""
+        if {"retrieval", "rerank"} & set(self.route):
+            self.index  # noqa: B018 - building is the point
+
     def agreement(self, term: str, ident: str) -> float:
         """Cosine of the term and the ID's label (or the ID itself, for symbols): does an LLM answer fit?"""
         label = self.lexicon.labels.get(ident)
@@ -116,7 +121,7 @@ class Normalizer:
 
     def provenance(self) -> tuple[str, str | None]:
         """(models, adapter) recorded with every cached answer."""
-        encoder = self.settings.encoder_model or "all-MiniLM-L6-v2"
+        encoder = fingerprint(model_path(self.settings.encoder_for(self.ontology)))  # without loading it
         parts = [f"{name}[{encoder}:{self.variant}]" if name == "retrieval" else name for name in self.route]
         adapter = None
         if {"llm", "rerank"} & set(self.route):

@@ -36,7 +36,6 @@ from etlnorm.cascade.normalizer import Normalizer
 from etlnorm.cascade.retrieval import load_index
 from etlnorm.config import Settings, load_settings
 from etlnorm.errors import EtlnormError
-from etlnorm.ontology.store import resolve_gold
 from etlnorm.experiment.plots import plot_accuracy_by_bin, plot_lexicalization
 from etlnorm.experiment.report import PAPER, write_report
 from etlnorm.finetune.data import read_frame
@@ -45,6 +44,7 @@ from etlnorm.finetune.predict import constrained_answers, exact_match, free_answ
 from etlnorm.finetune.train import METADATA_FILE
 from etlnorm.llm.constrain import loaded_release, trie_for
 from etlnorm.llm.model import LanguageModel, load_model
+from etlnorm.ontology.store import resolve_gold
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def run_experiment(
             split.correct[name + "_constrained"] = _matches(ids, split.current)
             timed(name + "_constrained", time.perf_counter() - t)
 
-    encoder = load_encoder(settings.encoder_model, settings.encode_batch_size)
+    encoder = load_encoder(settings.encoder_for(ontology), settings.encode_batch_size)
     t = time.perf_counter()
     index = load_index(engine, ontology, encoder, settings.home_dir, variant)
     timed("index", time.perf_counter() - t)

@@ -22,10 +22,10 @@ import polars as pl
 from sqlalchemy import Engine
 
 from etlnorm.errors import EtlnormError
+from etlnorm.finetune.paperdata import FILES, SPLITS, load_paper_set
 from etlnorm.llm.constrain import id_token_sequences
 from etlnorm.llm.generate import MAX_PROMPT_TOKENS
 from etlnorm.llm.prompts import clean_term, paraphrases, render
-from etlnorm.finetune.paperdata import FILES, SPLITS, load_paper_set
 from etlnorm.ontology.store import current_terms
 
 

@@ -19,12 +19,12 @@ gene withheld set). Source values are otherwise kept as the paper used them, qui
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Final, Literal, NamedTuple, get_args
 
 import polars as pl
 
+from etlnorm.config import env_path
 from etlnorm.errors import EtlnormError, OntologyError
 
 PAPER_DATA_ENV: Final = "ETLNORM_PAPER_DATA"
@@ -62,14 +62,11 @@ FILES: Final[dict[tuple[str, str], tuple[str, _Columns]]] = {
 
 def paper_data_dir() -> Path:
     """The folder holding the paper's CSVs: ``$ETLNORM_PAPER_DATA``, else the repo's ``benchmarks/paper``."""
-    named = os.environ.get(PAPER_DATA_ENV)
+    named = env_path(PAPER_DATA_ENV, folder=True)
     if named:
-        path = Path(named).expanduser()
-        if not path.is_dir():
-            raise EtlnormError(f"{PAPER_DATA_ENV}={named} is not a folder")
-        return path
-    # src/etlnorm/paperdata.py -> repository root
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "paper"
+        return named
+    # src/etlnorm/finetune/paperdata.py -> repository root
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "paper"
     if not path.is_dir():
         raise EtlnormError(
             f"paper data not found at {path} (etlnorm is not run from a source checkout); "

@@ -1,6 +1,6 @@
 """Per-ontology prompt wording, defaulting to the paper's, rendered through the chat template.
 
-The paper fine-tuned on five paraphrases per term (``PARAPHRASES``); inference uses the first one
+The paper fine-tuned on five paraphrases per term (``paraphrases``); inference uses the first one
 unless configured otherwise. HGNC's "identifier" is the gene symbol (as in the paper's data).
 """
 
@@ -28,9 +28,6 @@ def paraphrases(ontology: str) -> tuple[str, ...]:
     """The paper's five templates for ``ontology`` (the fine-tuning data uses all five per term)."""
     name = ONTOLOGY_NAMES.get(ontology, ontology.upper())
     return tuple(t.format(name=name) for t in _PAPER)
-
-
-PARAPHRASES: dict[str, tuple[str, ...]] = {o: paraphrases(o) for o in ONTOLOGY_NAMES}
 
 
 def template_for(ontology: str, templates: Mapping[str, str] | None = None) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCOPES = ("EXACT", "RELATED", "BROAD", "NARROW")
-
 
 @dataclass(frozen=True, slots=True)
 class Term:

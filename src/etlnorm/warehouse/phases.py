@@ -1,29 +1,37 @@
-"""``etlnorm run``: normalize a text column of a warehouse table in place.
+"""The phases of a warehouse run, each a plain function of the run's plan.
 
 The heavy data stays in Postgres. Distinct terms not yet in the mapping cache (for the current
-release) are selected in SQL; only those go through ``normalize()``, in batches, each batch
+release) are selected in SQL; only those go through the normalizer, in batches, each batch
 committed to ``etlnorm.mapping``; then the table is updated from the cache by set-based
-``UPDATE ... FROM`` over key ranges, one transaction each. Every step is idempotent, so a run
+``UPDATE ... FROM`` over key ranges, one transaction each. Every phase is idempotent, so a run
 killed anywhere and started again ends with the table an uninterrupted run gives.
 
-The phases are separate functions so the Prefect flow can run each as a task.
+Each phase takes the ``RunPlan`` (which carries the settings) and opens its own engine, so it can
+run in this process or in another one (a Dask worker); ``etlnorm.warehouse.run`` sequences them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import sql
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
-from tqdm import tqdm
 
+from etlnorm.cascade.answer import Answer
+from etlnorm.cascade.normalizer import Normalizer, get_normalizer
+from etlnorm.config import Settings
+from etlnorm.db.engine import raw, ready_engine
+from etlnorm.errors import EtlnormError
+from etlnorm.ontology.store import current_release
 from etlnorm.warehouse.catalog import (
     Table,
     check_output_columns,
@@ -32,13 +40,7 @@ from etlnorm.warehouse.catalog import (
     output_columns,
     require_text_column,
 )
-from etlnorm.config import Settings, load_settings
-from etlnorm.db.engine import raw, ready_engine
-from etlnorm.errors import EtlnormError
-from etlnorm.cascade.answer import Answer
-from etlnorm.cascade.normalizer import Normalizer, get_normalizer
 from etlnorm.warehouse.records import RunStats, finish_run, start_run
-from etlnorm.ontology.store import current_release
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class RunPlan:
     ontology: str
     release: str
     force: bool
+    settings: Settings
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -71,23 +74,27 @@ class RunPlan:
     def ident(self, part: str) -> sql.Identifier:
         return sql.Identifier(self.outputs[part])
 
+    def engine(self) -> Engine:
+        """The run's database (one pooled engine per URL and process)."""
+        return ready_engine(self.settings)
 
-def plan_run(engine: Engine, table: str, column: str, ontology: str, key: str | None = None,
+
+def plan_run(settings: Settings, table: str, column: str, ontology: str, key: str | None = None,
              prefix: str | None = None, force: bool = False) -> RunPlan:  # fmt: skip
     """Validate names against the catalog and the ontology; nothing is written yet."""
-    with engine.connect() as conn:
+    with ready_engine(settings).connect() as conn:
         found = find_table(conn, table)
         require_text_column(found, column)
         release = current_release(conn, ontology)
     prefix = prefix or f"{column}_{ontology}"
     check_output_columns(found, prefix)
-    return RunPlan(uuid.uuid4(), found, column, key_column(found, key), prefix, ontology, release, force)
+    return RunPlan(uuid.uuid4(), found, column, key_column(found, key), prefix, ontology, release, force, settings)
 
 
 @contextmanager
-def run_lock(engine: Engine, plan: RunPlan, wait: bool = False) -> Iterator[None]:
+def run_lock(plan: RunPlan, wait: bool = False) -> Iterator[None]:
     """One run per table/column at a time: a session advisory lock held for the whole run."""
-    with engine.connect() as conn:
+    with plan.engine().connect() as conn:
         params = {"k": plan.lock_key}
         if wait:
             conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), params)
@@ -112,18 +119,18 @@ def run_lock(engine: Engine, plan: RunPlan, wait: bool = False) -> Iterator[None
                             plan.column)  # fmt: skip
 
 
-def prepare_table(engine: Engine, plan: RunPlan) -> None:
+def prepare_table(plan: RunPlan) -> None:
     """Add the output columns if missing (one statement) and record the run as started."""
     types = {"id": "text", "label": "text", "confidence": "real", "method": "text"}
     adds = sql.SQL(", ").join(
         sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(plan.ident(part), sql.SQL(kind)) for part, kind in types.items()
     )
-    with engine.begin() as conn:
+    with plan.engine().begin() as conn:
         raw(conn).execute(sql.SQL("ALTER TABLE {} ").format(plan.table.ident) + adds)
         start_run(conn, plan.run_id, plan.table.qualified, plan.column, plan.ontology, plan.release, plan.prefix)
 
 
-def pending_terms(engine: Engine, plan: RunPlan) -> tuple[list[str], int]:
+def pending_terms(plan: RunPlan) -> tuple[list[str], int]:
     """(distinct terms without a current cached mapping, number of distinct non-empty terms)."""
     col = sql.Identifier(plan.column)
     # force: every term is pending, cached or not ("recompute cached mappings too").
@@ -132,23 +139,52 @@ def pending_terms(engine: Engine, plan: RunPlan) -> tuple[list[str], int]:
         " WHERE t.{col} IS NOT NULL AND btrim(t.{col}) <> '') d"
         " LEFT JOIN etlnorm.mapping m ON m.ontology = %(o)s AND m.term_md5 = md5(d.term)::uuid AND m.release = %(r)s"
     ).format(col=col, tbl=plan.table.ident)
-    with engine.connect() as conn:
+    with plan.engine().connect() as conn:
         rows = raw(conn).execute(query, {"o": plan.ontology, "r": plan.release, "force": plan.force}).fetchall()
     return [term for term, missing in rows if missing], len(rows)
 
 
-def cache_mappings(engine: Engine, plan: RunPlan, normalizer: Normalizer, terms: Sequence[str],
-                   mappings: Sequence[Answer]) -> int:  # fmt: skip
+def warm_up(plan: RunPlan) -> None:
+    """Load the normalizer's heavy parts once, here, before parallel workers would each build them."""
+    get_normalizer(plan.ontology, settings=plan.settings).prepare()
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one normalize batch did, and where (the flow's artifact counts processes and loads)."""
+
+    terms: int
+    cached: int
+    timings: dict[str, float]
+    pid: int
+    normalizer: int  # id() of the warm normalizer that answered: one per process
+    methods: dict[str, int] = field(default_factory=dict)
+
+
+def normalize_batch(plan: RunPlan, terms: Sequence[str]) -> BatchReport:
+    """Normalize one batch of distinct terms and upsert the answers into the mapping cache."""
+    normalizer = get_normalizer(plan.ontology, settings=plan.settings)  # warm per process
+    start = time.perf_counter()
+    answers = normalizer.normalize(terms)
+    middle = time.perf_counter()
+    cached = cache_answers(plan, normalizer, terms, answers)
+    timings = {"normalize": middle - start, "cache": time.perf_counter() - middle}
+    log.info("normalized %d terms in %.2f s (pid %d)", len(terms), sum(timings.values()), os.getpid())
+    return BatchReport(len(terms), cached, timings, os.getpid(), id(normalizer),
+                       dict(Counter(a.method for a in answers)))  # fmt: skip
+
+
+def cache_answers(plan: RunPlan, normalizer: Normalizer, terms: Sequence[str], answers: Sequence[Answer]) -> int:
     """Upsert one batch of answers into etlnorm.mapping (COPY into a temp table, then one INSERT)."""
     model, adapter = normalizer.provenance()
-    with engine.begin() as conn:
+    with plan.engine().begin() as conn:
         cur = raw(conn).cursor()
         cur.execute("CREATE TEMP TABLE etlnorm_batch (term text, norm_term text, id text, label text,"
                     " confidence real, method text) ON COMMIT DROP")  # fmt: skip
         with cur.copy("COPY etlnorm_batch FROM STDIN") as copy:
-            for term, m in zip(terms, mappings, strict=True):
-                confidence = None if m.method == "empty" else m.confidence
-                copy.write_row((term, normalizer.key(term), m.id, m.label, confidence, m.method))
+            for term, a in zip(terms, answers, strict=True):
+                confidence = None if a.method == "empty" else a.confidence
+                copy.write_row((term, normalizer.key(term), a.id, a.label, confidence, a.method))
         cur.execute(
             "INSERT INTO etlnorm.mapping AS m (ontology, term_md5, term, norm_term, release, id, label, confidence,"
             " method, model, adapter, run_id)"
@@ -163,17 +199,18 @@ def cache_mappings(engine: Engine, plan: RunPlan, normalizer: Normalizer, terms:
         return cur.rowcount
 
 
-def key_ranges(engine: Engine, plan: RunPlan, rows_per_range: int) -> list[tuple[Any, Any]]:
-    """Inclusive (low, high) key bounds splitting the table into ranges of about ``rows_per_range`` rows."""
+def key_ranges(plan: RunPlan) -> list[tuple[Any, Any]]:
+    """Inclusive (low, high) key bounds splitting the table into ranges of about ``update_batch_rows`` rows."""
     query = sql.SQL(
         "SELECT min(k), max(k) FROM (SELECT {key} AS k, (row_number() OVER (ORDER BY {key}) - 1) / %(n)s AS b"
         " FROM {tbl} WHERE {key} IS NOT NULL) s GROUP BY b ORDER BY b"
     ).format(key=sql.Identifier(plan.key), tbl=plan.table.ident)
-    with engine.connect() as conn:
-        return [tuple(r) for r in raw(conn).execute(query, {"n": max(1, rows_per_range)}).fetchall()]
+    with plan.engine().connect() as conn:
+        rows = raw(conn).execute(query, {"n": max(1, plan.settings.update_batch_rows)}).fetchall()
+    return [tuple(r) for r in rows]
 
 
-def update_range(engine: Engine, plan: RunPlan, low: Any, high: Any) -> int:
+def update_range(plan: RunPlan, low: Any, high: Any) -> int:
     """Write cached answers into rows ``low <= key <= high`` whose outputs differ; one transaction."""
     o = {part: plan.ident(part) for part in plan.outputs}
     fmt = dict(tbl=plan.table.ident, col=sql.Identifier(plan.column), key=sql.Identifier(plan.key), **o)
@@ -190,7 +227,7 @@ def update_range(engine: Engine, plan: RunPlan, low: Any, high: Any) -> int:
         " AND {outputs} IS DISTINCT FROM (NULL, NULL, NULL::real, 'empty')"
     ).format(outputs=outputs, **fmt)
     params = {"o": plan.ontology, "lo": low, "hi": high}
-    with engine.begin() as conn:
+    with plan.engine().begin() as conn:
         cur = raw(conn).cursor()
         cur.execute(from_cache, params)
         updated = cur.rowcount
@@ -198,20 +235,29 @@ def update_range(engine: Engine, plan: RunPlan, low: Any, high: Any) -> int:
         return updated + cur.rowcount
 
 
-def measure_coverage(engine: Engine, plan: RunPlan, stats: RunStats) -> None:
+@dataclass(frozen=True)
+class Coverage:
+    """The table's outputs as they are after the update."""
+
+    rows: int
+    mapped: int
+    methods: dict[str, int]
+    mean_confidence: float | None
+
+
+def measure_coverage(plan: RunPlan) -> Coverage:
     """Rows per method, mapped rows and mean confidence of the table as it is now."""
     query = sql.SQL(
         "SELECT coalesce(t.{method}, 'unmapped'), count(*), count(t.{id}), sum(t.{confidence}) FILTER"
         " (WHERE t.{id} IS NOT NULL) FROM {tbl} t GROUP BY 1"
     ).format(tbl=plan.table.ident, method=plan.ident("method"), id=plan.ident("id"),
              confidence=plan.ident("confidence"))  # fmt: skip
-    with engine.connect() as conn:
+    with plan.engine().connect() as conn:
         rows = raw(conn).execute(query).fetchall()
-    stats.methods = {method: n for method, n, _, _ in rows}
-    stats.rows_seen = sum(n for _, n, _, _ in rows)
-    stats.mapped_rows = sum(mapped for _, _, mapped, _ in rows)
+    mapped = sum(m for _, _, m, _ in rows)
     total = sum(float(s or 0) for _, _, _, s in rows)
-    stats.mean_confidence = round(total / stats.mapped_rows, 4) if stats.mapped_rows else None
+    return Coverage(sum(n for _, n, _, _ in rows), mapped, {method: n for method, n, _, _ in rows},
+                    round(total / mapped, 4) if mapped else None)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -224,73 +270,23 @@ class Bucket:
     mapped: int  # of those, rows with an ID (the others abstained: method 'none')
 
 
-def confidence_histogram(engine: Engine, plan: RunPlan, buckets: int = 10) -> list[Bucket]:
+def confidence_histogram(plan: RunPlan, buckets: int = 10) -> list[Bucket]:
     """Confidence of the table's rows in ``buckets`` equal-width buckets over [0, 1], counted in SQL."""
     query = sql.SQL(
         "SELECT least(width_bucket(t.{confidence}, 0, 1, %(n)s), %(n)s) AS b, count(*), count(t.{id})"
         " FROM {tbl} t WHERE t.{confidence} IS NOT NULL GROUP BY 1"
     ).format(tbl=plan.table.ident, confidence=plan.ident("confidence"), id=plan.ident("id"))
-    with engine.connect() as conn:
+    with plan.engine().connect() as conn:
         counts = {b: (n, mapped) for b, n, mapped in raw(conn).execute(query, {"n": buckets}).fetchall()}
     return [Bucket(round((b - 1) / buckets, 4), round(b / buckets, 4), *counts.get(b, (0, 0)))
             for b in range(1, buckets + 1)]  # fmt: skip
 
 
-def batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def record_outcome(plan: RunPlan, stats: RunStats, error: str | None = None) -> None:
+    """Close the run record: completed with its figures, or failed with the error."""
+    finish_run(plan.engine(), plan.run_id, stats, error=error)
 
 
-@contextmanager
-def timed(stats: RunStats, phase: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        stats.timings[phase] = round(stats.timings.get(phase, 0.0) + time.perf_counter() - start, 3)
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    plan: RunPlan
-    stats: RunStats
-
-
-def run_table(table: str, column: str, ontology: str, key: str | None = None, prefix: str | None = None,
-              force: bool = False, *, settings: Settings | None = None, normalizer: Normalizer | None = None,
-              wait: bool = False, progress: bool = False) -> RunSummary:  # fmt: skip
-    """Normalize ``table.column`` against ``ontology`` and write the four output columns."""
-    settings = settings or load_settings()
-    engine = ready_engine(settings)
-    plan = plan_run(engine, table, column, ontology, key, prefix, force)
-    stats = RunStats()
-    with run_lock(engine, plan, wait=wait):
-        prepare_table(engine, plan)
-        try:
-            with timed(stats, "select"):
-                pending, stats.distinct_terms = pending_terms(engine, plan)
-            stats.new_terms = len(pending)
-            stats.cache_hits = stats.distinct_terms - len(pending)
-            log.info("%s.%s: %d distinct terms, %d to normalize", plan.table.qualified, column,
-                     stats.distinct_terms, len(pending))  # fmt: skip
-            if pending:
-                normalizer = normalizer or get_normalizer(ontology, settings=settings)
-                for batch in tqdm(list(batches(pending, settings.normalize_batch_size)), desc="normalize",
-                                  unit="batch", disable=not progress):  # fmt: skip
-                    with timed(stats, "normalize"):
-                        mappings = normalizer.normalize(batch)
-                    with timed(stats, "cache"):
-                        cache_mappings(engine, plan, normalizer, batch, mappings)
-            with timed(stats, "ranges"):
-                ranges = key_ranges(engine, plan, settings.update_batch_rows)
-            with timed(stats, "update"):
-                for low, high in tqdm(ranges, desc="update", unit="range", disable=not progress):
-                    stats.rows_updated += update_range(engine, plan, low, high)
-            with timed(stats, "coverage"):
-                measure_coverage(engine, plan, stats)
-        except BaseException as exc:
-            finish_run(engine, plan.run_id, stats, error=f"{type(exc).__name__}: {exc}"[:2000])
-            raise
-        finish_run(engine, plan.run_id, stats)
-    log.info("%s.%s: %d rows updated of %d", plan.table.qualified, column, stats.rows_updated, stats.rows_seen)
-    return RunSummary(plan, stats)
+def batches(items: Sequence[str], size: int) -> list[list[str]]:
+    """``items`` in consecutive chunks of at most ``size``."""
+    return [list(items[start : start + size]) for start in range(0, len(items), max(1, size))]

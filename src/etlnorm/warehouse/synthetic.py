@@ -13,8 +13,8 @@ import random
 from psycopg import sql
 from sqlalchemy import Engine, text
 
-from etlnorm.warehouse.catalog import split_name
 from etlnorm.db.engine import raw
+from etlnorm.warehouse.catalog import split_name
 
 PHRASES = ("history of {}", "{} (suspected)", "possible {}", "{}, mild", "mild {}", "{} noted on exam")
 

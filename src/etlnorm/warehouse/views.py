@@ -5,10 +5,10 @@ from __future__ import annotations
 from psycopg import sql
 from sqlalchemy import Engine
 
-from etlnorm.warehouse.catalog import find_table, output_columns
 from etlnorm.db.engine import raw
 from etlnorm.errors import TableError
 from etlnorm.ontology.registry import spec_for
+from etlnorm.warehouse.catalog import find_table, output_columns
 
 
 def create_table_view(engine: Engine, table: str, column: str, ontology: str, prefix: str | None = None,

@@ -12,13 +12,14 @@ import pytest
 from psycopg import sql
 from sqlalchemy import text
 
-from etlnorm.warehouse.catalog import split_name
+from etlnorm.config import load_settings
 from etlnorm.db.engine import raw
 from etlnorm.errors import TableError
-from etlnorm.warehouse.phases import RunLockedError, plan_run, run_table
+from etlnorm.warehouse.catalog import split_name
+from etlnorm.warehouse.phases import RunLockedError, plan_run
+from etlnorm.warehouse.run import run_table
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
-
-from .test_cli import assert_one_line_error, etlnorm
+from tests.test_cli import assert_one_line_error, etlnorm
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +194,7 @@ def test_bad_targets_are_one_line_errors(engine, hp):
 
 def test_second_concurrent_run_exits_clearly(engine, terms):
     create_annotation_table(engine, "etl.locked", terms[:10], rows=50, seed=4)
-    plan = plan_run(engine, "etl.locked", "term", "hp")
+    plan = plan_run(load_settings(), "etl.locked", "term", "hp")
     with engine.connect() as holder:
         holder.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": plan.lock_key})
         with pytest.raises(RunLockedError, match="in progress"):

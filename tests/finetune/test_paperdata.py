@@ -11,7 +11,7 @@ import pytest
 from etlnorm.errors import EtlnormError, OntologyError
 from etlnorm.finetune.paperdata import FILES, ONTOLOGIES, SCHEMA, SPLITS, load_paper_set, paper_data_dir
 
-PAPER = Path(__file__).resolve().parents[1] / "benchmarks" / "paper"
+PAPER = Path(__file__).resolve().parents[2] / "benchmarks" / "paper"
 ID_PATTERN = {"hp": r"^HP:\d{7}$", "go": r"^GO:\d{7}$", "hgnc": r"^[A-Z0-9][A-Z0-9-]*$"}
 
 

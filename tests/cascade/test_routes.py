@@ -6,14 +6,13 @@ import polars as pl
 import pytest
 from sqlalchemy import text
 
+from etlnorm.cascade.answer import Answer, Candidate, WorkItem
 from etlnorm.cascade.calibration import calibration_folder, fit_from_gold
+from etlnorm.cascade.normalizer import Normalizer, raw_normalizer
+from etlnorm.cascade.retrieval import confirm
 from etlnorm.config import load_settings
 from etlnorm.errors import ConfigError
-from etlnorm.cascade.answer import Candidate, Answer, WorkItem
-from etlnorm.cascade.normalizer import Normalizer
-from etlnorm.cascade.retrieval import confirm
-
-from .test_cli import etlnorm
+from tests.test_cli import etlnorm
 
 
 def current_ids(engine, ontology: str) -> set[str]:
@@ -66,7 +65,7 @@ def test_hp_route_retrieval_then_rerank(engine, hp, hp_labels, smollm):
 
 
 def test_unknown_step_in_routing_is_a_config_error(engine, hp):
-    with pytest.raises(ConfigError, match="unknown steps"):
+    with pytest.raises(ConfigError, match="unknown tiers"):
         Normalizer("hp", engine, routed({"hp": ["lexical", "magic"]})).tiers  # noqa: B018
 
 

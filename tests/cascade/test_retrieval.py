@@ -8,12 +8,12 @@ import shutil
 import pytest
 from sqlalchemy import text
 
-from etlnorm.cascade.encoder import Encoder, load_encoder
 from etlnorm.cascade.answer import WorkItem
-from etlnorm.ontology.release import Release, Synonym, Term
+from etlnorm.cascade.encoder import Encoder, load_encoder
 from etlnorm.cascade.retrieval import RetrievalTier, build_index, index_folder, load_index
-from etlnorm.ontology.store import save_release
 from etlnorm.cascade.textnorm import word_key
+from etlnorm.ontology.release import Release, Synonym, Term
+from etlnorm.ontology.store import save_release
 
 N_HELD_OUT = 200
 # Measured on 2025-01-16 HPO, all-MiniLM-L6-v2, labels-only index, min_confidence 0.6: accuracy@1 of the

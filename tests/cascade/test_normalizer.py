@@ -6,10 +6,11 @@ import pytest
 from sqlalchemy import text
 
 import etlnorm
-from etlnorm.cascade.lexical import LexicalTier
 from etlnorm.cascade.answer import METHODS, Answer, WorkItem
+from etlnorm.cascade.lexical import LexicalTier
 from etlnorm.cascade.normalizer import Normalizer
 from etlnorm.cascade.textnorm import word_key
+from etlnorm.cascade.tier import ActsOn
 
 BAD = [
     "",
@@ -83,6 +84,7 @@ class ProposesObsolete:
     """A tier that answers with an obsolete ID: the verification step must drop it."""
 
     name = "proposes-obsolete"
+    acts_on = ActsOn()
 
     def __init__(self, obsolete_id: str) -> None:
         self.obsolete_id = obsolete_id
@@ -122,6 +124,7 @@ class FailsOn:
     """A tier that raises on one term: the others must still be answered."""
 
     name = "fails-on"
+    acts_on = ActsOn()
 
     def __init__(self, poison: str) -> None:
         self.poison = poison

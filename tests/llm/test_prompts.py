@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from etlnorm.llm.prompts import PARAPHRASES, build_prompt, clean_term, paraphrases, template_for, user_message
+from etlnorm.llm.prompts import ONTOLOGY_NAMES, build_prompt, clean_term, paraphrases, template_for, user_message
 
 
 def test_default_wording_is_the_papers() -> None:
@@ -13,7 +13,7 @@ def test_default_wording_is_the_papers() -> None:
 
 
 def test_five_paraphrases_per_ontology_for_fine_tuning() -> None:
-    assert set(PARAPHRASES) == {"hp", "go", "hgnc"}
+    assert set(ONTOLOGY_NAMES) == {"hp", "go", "hgnc"}
     hgnc = paraphrases("hgnc")
     assert len(hgnc) == 5 and len(set(hgnc)) == 5 and all("{term}" in t for t in hgnc)
     assert hgnc[1] == "The HGNC term {term} has what HGNC identifier? Respond only with the HGNC identifier."

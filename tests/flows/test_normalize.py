@@ -16,15 +16,14 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from etlnorm.warehouse.phases import pending_terms, plan_run
 from etlnorm.ontology.registry import fetch_source, spec_for
+from etlnorm.warehouse.phases import pending_terms, plan_run
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
-
-from .test_etl import checksum, scalar
+from tests.warehouse.test_run import checksum, scalar
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
@@ -58,7 +57,7 @@ def read_artifact(key: str):
 
 
 def test_normalize_table_in_process_fills_columns_and_writes_the_artifact(engine, terms, harness):
-    from etlnorm.warehouse.phases import run_table
+    from etlnorm.warehouse.run import run_table
     from flows.normalize import normalize_table
 
     create_annotation_table(engine, "flows.basic", terms[:200], rows=4000, seed=5)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from etlnorm.cascade.lexical import BASE_CONFIDENCE, EXACT, LABEL, LexicalTier, load_lexicon
 from etlnorm.cascade.answer import WorkItem
+from etlnorm.cascade.lexical import BASE_CONFIDENCE, EXACT, LABEL, LexicalTier, load_lexicon
 
 
 def decide(step: LexicalTier, *terms: str) -> list:

@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 from sqlalchemy import text
 
+from etlnorm.cascade.answer import Answer, Candidate
 from etlnorm.errors import TableError
 from etlnorm.experiment.evaluate import THRESHOLDS, evaluate
 from etlnorm.files import read_table
 from etlnorm.ontology.store import resolve_gold
-from etlnorm.cascade.answer import Candidate, Answer
 
 
 def m(answer: str | None, confidence: float, method: str, *candidates: str) -> Answer:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from etlnorm.cascade.normalizer import Normalizer
 from etlnorm.config import load_settings
 from etlnorm.errors import ConfigError, EtlnormError
 from etlnorm.experiment.paper import private_copy
@@ -21,7 +22,6 @@ from etlnorm.finetune import METADATA_FILE, finetune, load_config, read_metadata
 from etlnorm.finetune.data import examples, pairs_hash, sample_pairs, templates
 from etlnorm.finetune.predict import exact_match, free_answers
 from etlnorm.llm.prompts import build_prompt
-from etlnorm.cascade.normalizer import Normalizer
 
 
 def test_config_defaults_toml_and_overrides(tmp_path: Path) -> None:

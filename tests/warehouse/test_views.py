@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from etlnorm.warehouse.phases import run_table
-from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 from etlnorm.cascade.textnorm import word_key
-
-from .test_cli import etlnorm
+from etlnorm.warehouse.run import run_table
+from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
+from tests.test_cli import etlnorm
 
 
 def test_sql_word_key_matches_python(engine, hp):

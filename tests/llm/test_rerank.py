@@ -12,8 +12,8 @@ import hashlib
 import pytest
 from sqlalchemy import text
 
-from etlnorm.llm.rerank import rerank, softmax
 from etlnorm.cascade.answer import Candidate
+from etlnorm.llm.rerank import rerank, softmax
 
 
 def _h(s: str) -> str:

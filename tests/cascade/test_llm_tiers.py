@@ -1,14 +1,15 @@
-"""The LLM tier as cascade steps, on real WorkItems, with bad input that must never raise."""
+"""The LLM as cascade tiers, on real WorkItems, with bad input that must never raise."""
 
 from __future__ import annotations
 
 from sqlalchemy import text
 
+from etlnorm.cascade.answer import Answer, Candidate, WorkItem
+from etlnorm.cascade.llm_tiers import LlmGenerateTier, LlmRerankTier
+from etlnorm.cascade.tier import run_tier
 from etlnorm.llm.generate import generate
 from etlnorm.llm.parse import extract_id
 from etlnorm.llm.prompts import build_prompt
-from etlnorm.cascade.llm_tiers import LlmGenerateTier, LlmRerankTier
-from etlnorm.cascade.answer import Candidate, Answer, WorkItem
 
 BAD = ["", "   ", "😀🧬🦠", "x" * 10_000, "\x00\x01", "asdkjh qwe"]
 
@@ -26,7 +27,7 @@ def _is_current(engine, ontology: str, ident: str) -> bool:
 def test_constrained_step_decides_with_current_ids_and_skips_decided(smollm, engine, hp) -> None:
     items = _items(["Seizure", "Short stature", *BAD])
     done = WorkItem("webbed neck", "Webbed neck", Answer("Webbed neck", "HP:0000465", "Webbed neck", 1.0, "exact"))
-    LlmGenerateTier(smollm, engine, "hp", batch_size=8)([*items, done])
+    run_tier(LlmGenerateTier(smollm, engine, "hp", batch_size=8), [*items, done])
     assert done.decision.method == "exact"  # an earlier tier's answer stands
     decided = [it for it in items if it.decision]
     assert {it.text for it in decided} >= {"Seizure", "Short stature", "asdkjh qwe"}
@@ -49,11 +50,11 @@ def test_agreement_hook_rejects_disagreeing_answers(smollm, engine, hp) -> None:
 
     for agree in (never, broken):
         items = _items(["Seizure", "Ataxia"])
-        LlmGenerateTier(smollm, engine, "hp", agree=agree, min_agreement=0.5)(items)
+        run_tier(LlmGenerateTier(smollm, engine, "hp", agree=agree, min_agreement=0.5), items)
         assert all(it.decision is None for it in items)
     assert [t for t, _ in seen] == ["Seizure", "Ataxia"] and all(i.startswith("HP:") for _, i in seen)
     items = _items(["Seizure"])
-    LlmGenerateTier(smollm, engine, "hp", agree=lambda t, i: 0.9, min_agreement=0.5)(items)
+    run_tier(LlmGenerateTier(smollm, engine, "hp", agree=lambda t, i: 0.9, min_agreement=0.5), items)
     assert items[0].decision is not None and items[0].decision.method == "llm"
 
 
@@ -65,7 +66,7 @@ def test_free_step_never_writes_an_invalid_id(smollm, engine, hp) -> None:
     prompts = [build_prompt(smollm.tokenizer, "hp", t, templates) for t in terms]
     raw = [extract_id(a.text, "hp") for a in generate(smollm, prompts, batch_size=8, max_new_tokens=16)]
     items = _items(terms)
-    LlmGenerateTier(smollm, engine, "hp", constrained=False, templates=templates, max_new_tokens=16)(items)
+    run_tier(LlmGenerateTier(smollm, engine, "hp", constrained=False, templates=templates, max_new_tokens=16), items)
     print("free step:", [(t[:12], r, it.decision and it.decision.id) for t, r, it in zip(terms, raw, items, strict=True)])
     invalid = [i for i, r in enumerate(raw) if r and not _is_current(engine, "hp", r) and not _resolves(engine, r)]
     assert invalid, "this prompt made the model write an ID that does not exist (measured: HP:9999999)"
@@ -91,7 +92,7 @@ def test_rerank_step_reorders_retrieval_and_marks_changes(smollm, hp) -> None:
     abstained = WorkItem("short height", "Short height", None, [*wrong, seizure])
     exact = WorkItem("seizure", "Seizure", Answer("Seizure", "HP:0001250", "Seizure", 1.0, "exact"), wrong)
     bad = [WorkItem(t, t, None, [seizure]) for t in BAD]
-    LlmRerankTier(smollm, "hp")([retrieved, abstained, exact, *bad])
+    run_tier(LlmRerankTier(smollm, "hp"), [retrieved, abstained, exact, *bad])
     assert exact.decision.method == "exact" and exact.candidates == wrong  # lexical answers are not reranked
     for it in (retrieved, abstained):
         assert sorted(c.id for c in it.candidates) == sorted(c.id for c in [*wrong, seizure])
