@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     min_confidence: float = Field(
         default=0.6, description="Below this retrieval confidence the answer is 'none' (candidates kept)."
     )
+    map_negated: bool = Field(
+        default=False,
+        description="A negated term ('no seizures') gets the denied finding's ID with method 'negated'; "
+        "default: method 'negated' and no ID.",
+    )
     routing: dict[str, list[str]] = Field(
         default_factory=lambda: {
             "hgnc": ["lexical", "llm", "retrieval"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from etlnorm.cascade.answer import WorkItem
-from etlnorm.cascade.lexical import BASE_CONFIDENCE, EXACT, LABEL, LexicalTier, load_lexicon
+from etlnorm.cascade.lexical import BASE_CONFIDENCE, EXACT, LABEL, READING_FACTOR, LexicalTier, load_lexicon
 
 
 def decide(step: LexicalTier, *terms: str) -> list:
@@ -96,3 +96,50 @@ def test_common_word_is_not_the_gene(hgnc_step, word, symbol):
     assert upper is not None and upper.id == symbol and upper.method == "exact"
     (lower,) = decide(hgnc_step, word)
     assert lower is None or lower.id != symbol
+
+
+@pytest.mark.parametrize(
+    ("term", "expected", "method"),
+    [
+        ("history of seizures", "HP:0001250", "exact"),  # a hedge set aside
+        ("Seizures (suspected)", "HP:0001250", "exact"),
+        ("possible seizure", "HP:0001250", "exact"),
+        ("Ears, low-set", "HP:0000369", "exact"),  # an inverted name
+        ("Short stature (possible)", "HP:0004322", "exact"),
+    ],
+)
+def test_readings_of_a_term_hit_at_a_lower_score(hp_step, term, expected, method):
+    (d,) = decide(hp_step, term)
+    assert d is not None and (d.id, d.method) == (expected, method), d
+    assert d.term == term and d.confidence == pytest.approx(READING_FACTOR * BASE_CONFIDENCE[LABEL])
+
+
+@pytest.mark.parametrize("term", ["no seizures", "denies seizures", "absence of seizures", "negative for ataxia",
+                                  "Seizures: absent", "patient denies short stature"])  # fmt: skip
+def test_negated_terms_get_no_id(hp_step, term):
+    (d,) = decide(hp_step, term)
+    assert d is not None and (d.id, d.method) == (None, "negated"), d
+
+
+def test_negation_words_inside_real_labels_are_not_negations(hp_step):
+    for label in ("Absent thumb", "Nonprogressive encephalopathy", "Migraine without aura"):
+        (d,) = decide(hp_step, label)
+        assert d is not None and d.method == "exact" and d.id is not None, (label, d)
+
+
+def test_a_negated_term_maps_when_asked(engine, hp):
+    (item,) = items = [WorkItem("no seizures", "no seizures")]
+    LexicalTier(load_lexicon(engine, "hp"), map_negated=True)(items)
+    assert item.negated and item.decision.id == "HP:0001250"  # the normalizer then marks it 'negated'
+
+
+def test_several_concepts_are_flagged_not_forced_onto_one_id(hp_step):
+    for term in ("seizures and ataxia", "Seizures; ataxia", "hypotonia, seizures, ataxia"):
+        (d,) = decide(hp_step, term)
+        assert d is not None and (d.id, d.method) == (None, "multiple"), (term, d)
+
+
+def test_an_unmatched_hedged_term_goes_on_as_its_core(hp_step):
+    items = [WorkItem("k", "history of fits that come and go")]
+    hp_step(items)
+    assert items[0].decision is None and items[0].text == "fits that come and go"

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from etlnorm.llm.prompts import ONTOLOGY_NAMES, build_prompt, clean_term, paraphrases, template_for, user_message
+from etlnorm.llm.prompts import (
+    ONTOLOGY_NAMES,
+    build_prompt,
+    clean_term,
+    paraphrases,
+    template_for,
+    user_message,
+)
 
 
 def test_default_wording_is_the_papers() -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # Methods, in the order a reader meets them: lexical hits, LLM paths, retrieval, and the two non-answers.
-METHODS = ("exact", "synonym", "llm", "llm+retrieval", "rerank", "retrieval", "none", "empty")
+# ``negated`` and ``multiple`` carry no ID by default: the term denies a finding, or lists several.
+METHODS = ("exact", "synonym", "llm", "llm+retrieval", "rerank", "retrieval", "negated", "multiple", "none",
+           "empty")  # fmt: skip
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +44,4 @@ class WorkItem:
     text: str  # one original spelling, what models see
     decision: Answer | None = None
     candidates: list[Candidate] = field(default_factory=list)
+    negated: bool = False  # the term denies its finding (set by the lexical tier's reading)

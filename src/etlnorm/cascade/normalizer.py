@@ -18,13 +18,14 @@ from etlnorm.cascade.calibration import calibration_folder, load_calibration
 from etlnorm.cascade.encoder import Encoder, fingerprint, load_encoder, model_path
 from etlnorm.cascade.lexical import LexicalTier, Lexicon, dedup_key, load_lexicon
 from etlnorm.cascade.llm_tiers import LlmGenerateTier, LlmRerankTier
-from etlnorm.cascade.retrieval import RetrievalIndex, RetrievalTier, load_index
+from etlnorm.cascade.retrieval import RetrievalIndex, RetrievalTier, View, load_index, view_variant
 from etlnorm.cascade.tier import LazyTier, Tier, run_tier
 from etlnorm.config import Settings, load_settings
 from etlnorm.db.engine import ready_engine
 from etlnorm.errors import ConfigError
 from etlnorm.llm.model import LanguageModel, load_from_settings
 from etlnorm.ontology.store import current_release
+from etlnorm.ontology.user_synonyms import user_synonyms_tag
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +38,21 @@ class Normalizer:
     """Normalizes terms to current IDs of one ontology release.
 
     ``route`` (tier names) overrides ``settings.routing``; ``tiers`` replaces the route with given
-    tier objects (tests, benchmarks); ``lm`` is the LLM of the llm/rerank tiers.
+    tier objects (tests, benchmarks); ``lm`` is the LLM of the llm/rerank tiers; ``strings`` limits
+    the lexicon and the index to these (id, string) pairs (the train part of a held-out protocol).
     """
 
     def __init__(self, ontology: str, engine: Engine | None = None, settings: Settings | None = None,
                  variant: str | None = None, route: Sequence[str] | None = None,
                  tiers: Sequence[Tier] | None = None, lm: LanguageModel | None = None,
-                 calibrated: bool = True) -> None:  # fmt: skip
+                 calibrated: bool = True, strings: View | None = None) -> None:  # fmt: skip
         self.settings = settings or load_settings()
         self.engine = engine or ready_engine(self.settings)
         self.ontology = ontology
-        self.variant = variant or self.settings.index_variant
-        with self.engine.connect() as conn:
-            self.release = current_release(conn, ontology)
+        self.strings = strings
+        self.variant = view_variant(strings) if strings is not None else variant or self.settings.index_variant
+        self.content = content_tag(self.engine, ontology)
+        self.release = self.content[0]
         self.route = check_route(ontology, route or self.settings.routing.get(ontology, ["lexical", "retrieval"]))
         self._tiers = list(tiers) if tiers is not None else None
         self._lm = lm
@@ -59,7 +62,7 @@ class Normalizer:
 
     @cached_property
     def lexicon(self) -> Lexicon:
-        return load_lexicon(self.engine, self.ontology)
+        return load_lexicon(self.engine, self.ontology, self.strings)
 
     @cached_property
     def encoder(self) -> Encoder:
@@ -67,7 +70,8 @@ class Normalizer:
 
     @cached_property
     def index(self) -> RetrievalIndex:
-        return load_index(self.engine, self.ontology, self.encoder, self.settings.home_dir, self.variant)
+        return load_index(self.engine, self.ontology, self.encoder, self.settings.home_dir, self.variant,
+                          strings=self.strings)  # fmt: skip
 
     @cached_property
     def lm(self) -> LanguageModel:
@@ -85,7 +89,7 @@ class Normalizer:
         tiers: list[Tier] = []
         for name in self.route:
             if name == "lexical":
-                tiers.append(LexicalTier(self.lexicon))
+                tiers.append(LexicalTier(self.lexicon, map_negated=self.settings.map_negated))
             else:
                 kind, build = builders[name]
                 tiers.append(LazyTier(name, kind.acts_on, build))
@@ -162,8 +166,8 @@ class Normalizer:
     def _verify(self, item: WorkItem) -> None:
         """Every ID written is current; an answer that is not becomes an abstention."""
         decision = item.decision
-        if decision is not None and decision.id not in self.lexicon.labels:
-            log.warning("%s step proposed %r, not a current %s ID: dropped", decision.method, decision.id, self.ontology)
+        if decision is not None and decision.id is not None and decision.id not in self.lexicon.labels:
+            log.warning("%s tier proposed %r, not a current %s ID: dropped", decision.method, decision.id, self.ontology)
             decision = None
         if decision is None:
             top = item.candidates[0].score if item.candidates else 0.0
@@ -172,6 +176,8 @@ class Normalizer:
             decision.confidence = self.calibration.apply(decision.method, decision.confidence)
             if decision.method not in LEXICAL and decision.confidence < self.settings.min_confidence:
                 decision = Answer(item.text, None, None, decision.confidence, "none", item.candidates)
+        if item.negated and decision.id is not None:  # map_negated: the ID of the denied finding, flagged
+            decision.method = "negated"
         decision.confidence = min(1.0, max(0.0, float(decision.confidence)))
         item.decision = decision
 
@@ -191,18 +197,24 @@ _normalizers: dict[tuple[str, str, str], Normalizer] = {}
 
 
 def get_normalizer(ontology: str, variant: str | None = None, settings: Settings | None = None) -> Normalizer:
-    """A warm Normalizer per (database, ontology, variant); rebuilt when the release changes."""
+    """A warm Normalizer per (database, ontology, variant); rebuilt when the release or the user's
+    synonyms change."""
     settings = settings or load_settings()
     engine = ready_engine(settings)
     variant = variant or settings.index_variant
     key = (engine.url.render_as_string(), ontology, variant)
     cached = _normalizers.get(key)
-    if cached is not None:
-        with engine.connect() as conn:
-            if current_release(conn, ontology) == cached.release:
-                return cached
+    if cached is not None and content_tag(engine, ontology) == cached.content:
+        return cached
     _normalizers[key] = Normalizer(ontology, engine, settings, variant)
     return _normalizers[key]
+
+
+def content_tag(engine: Engine, ontology: str) -> tuple[str, str]:
+    """What a warm normalizer's answers depend on in the database: the release and the user synonyms."""
+    with engine.connect() as conn:
+        release = current_release(conn, ontology)
+    return release, user_synonyms_tag(engine, ontology)
 
 
 def raw_normalizer(ontology: str, settings: Settings | None = None, variant: str | None = None) -> Normalizer:

@@ -7,10 +7,12 @@ release or another model gives another folder, so a stale index is never used.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -23,10 +25,24 @@ from etlnorm.cascade.answer import Answer, Candidate, WorkItem
 from etlnorm.cascade.encoder import Encoder
 from etlnorm.cascade.tier import ActsOn
 from etlnorm.ontology.store import current_release
+from etlnorm.ontology.user_synonyms import user_synonyms
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("all", "labels")  # "labels": labels only, for the held-out-synonym evaluation
+VARIANTS = ("all", "labels")  # "labels": labels only; "view-<hash>": given strings (held-out protocols)
+View = Sequence[tuple[str, str]]  # (id, string) pairs: the part of an ontology a normalizer may see
+
+
+def strings_hash(strings: View) -> str:
+    """Content hash of (id, string) pairs: names an index (or a model) built on exactly them."""
+    digest = hashlib.sha256()
+    for ident, string in sorted(set(strings)):
+        digest.update(f"{ident}\x1f{string}\x1e".encode())
+    return digest.hexdigest()[:16]
+
+
+def view_variant(strings: View) -> str:
+    return f"view-{strings_hash(strings)}"
 STRINGS_PER_ID = 4  # search this many strings per wanted candidate, then keep the best per ID
 
 
@@ -77,16 +93,21 @@ def _labels(engine: Engine, ontology: str) -> dict[str, str | None]:
 
 
 def build_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, variant: str = "all",
-                progress: bool = True) -> tuple[Path, bool]:  # fmt: skip
-    """Build the index unless an up-to-date one exists; returns (folder, built)."""
-    if variant not in VARIANTS:
+                progress: bool = True, strings: View | None = None) -> tuple[Path, bool]:  # fmt: skip
+    """Build the index unless an up-to-date one exists; returns (folder, built).
+
+    ``strings``: index exactly these (id, string) pairs (a held-out protocol's train part) under
+    the variant ``view-<their hash>``, instead of the release's labels (and synonyms)."""
+    if strings is not None:
+        variant = view_variant(strings)
+    elif variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}")
     with engine.connect() as conn:
         release = current_release(conn, ontology)
     folder = index_folder(home, ontology, release, encoder, variant)
     if (folder / "meta.json").is_file():
         return folder, False
-    pairs = _strings(engine, ontology, variant)
+    pairs = sorted(set(strings)) if strings is not None else _strings(engine, ontology, variant)
     start = time.perf_counter()
     log.info("encoding %d strings of %s %s (%s) ...", len(pairs), ontology, release, variant)
     vectors = encoder.encode([s for _, s in pairs], progress=progress)
@@ -108,11 +129,19 @@ def build_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, var
     return folder, True
 
 
-def load_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, variant: str = "all") -> RetrievalIndex:
-    """The persisted index, built first if missing."""
-    folder, _ = build_index(engine, ontology, encoder, home, variant)
+def load_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, variant: str = "all",
+               strings: View | None = None) -> RetrievalIndex:  # fmt: skip
+    """The persisted index, built first if missing, plus the user's synonyms (encoded here: only
+    their own strings, so adding a synonym file never rebuilds the release's index). A view
+    (``strings``) holds exactly its strings."""
+    folder, _ = build_index(engine, ontology, encoder, home, variant, strings=strings)
     ids = json.loads((folder / "ids.json").read_text())
-    return RetrievalIndex(faiss.read_index(str(folder / "index.faiss")), ids, _labels(engine, ontology), folder)
+    index = faiss.read_index(str(folder / "index.faiss"))
+    added = user_synonyms(engine, ontology) if strings is None else []
+    if added:
+        index.add(encoder.encode([s.text for s in added]))
+        ids += [s.id for s in added]
+    return RetrievalIndex(index, ids, _labels(engine, ontology), folder)
 
 
 class RetrievalTier:

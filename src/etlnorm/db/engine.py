@@ -81,7 +81,8 @@ def ready_engine(settings: Settings | None = None) -> Engine:
     """An engine whose database has the etlnorm schema (applied on first use)."""
     engine = get_engine(settings)
     with engine.connect() as conn:
-        found = conn.execute(text("SELECT to_regclass('etlnorm.ontology') IS NOT NULL")).scalar()
+        # The newest object of the DDL: a database made by an older etlnorm gets the new parts too.
+        found = conn.execute(text("SELECT to_regclass('etlnorm.user_synonym') IS NOT NULL")).scalar()
     if not found:
         init_db(engine)
     return engine

@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 from etlnorm.cascade.answer import Answer
 from etlnorm.cascade.normalizer import Normalizer, get_normalizer
+from etlnorm.cascade.textnorm import clean, word_key
 from etlnorm.config import Settings
 from etlnorm.db.engine import raw, ready_engine
 from etlnorm.errors import EtlnormError
@@ -197,6 +198,17 @@ def cache_answers(plan: RunPlan, normalizer: Normalizer, terms: Sequence[str], a
             {"o": plan.ontology, "r": plan.release, "model": model, "adapter": adapter, "run": plan.run_id},
         )
         return cur.rowcount
+
+
+def forget_answers(engine: Engine, ontology: str, texts: Sequence[str]) -> int:
+    """Drop cached answers a new lexicon string could change: every non-lexical answer (the string
+    may now be the best candidate) and lexical ones under the same normalized key (ambiguity)."""
+    keys = sorted({word_key(t) for t in texts} | {"sym:" + clean(t) for t in texts})
+    with engine.begin() as conn:
+        done = conn.execute(text("DELETE FROM etlnorm.mapping WHERE ontology = :o AND (method NOT IN"
+                                 " ('exact', 'synonym', 'empty') OR norm_term = ANY(:k))"),
+                            {"o": ontology, "k": keys})  # fmt: skip
+        return done.rowcount
 
 
 def key_ranges(plan: RunPlan) -> list[tuple[Any, Any]]:
