@@ -33,6 +33,9 @@ ontology_app = typer.Typer(help="Load, list and query ontologies.", no_args_is_h
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(ontology_app, name="ontology")
+encoder_app = typer.Typer(help="The sentence encoder of the retrieval tier: fine-tune it on an ontology.",
+                          no_args_is_help=True)  # fmt: skip
+app.add_typer(encoder_app, name="encoder")
 synonyms_app = typer.Typer(help="Your own synonyms: added to the lexicon and index, kept across releases.",
                            no_args_is_help=True)  # fmt: skip
 ontology_app.add_typer(synonyms_app, name="synonyms")
@@ -275,9 +278,11 @@ def _heldout(ontology: str, protocol: str, seed: int, limit: int | None):
     from etlnorm.cascade.heldout import PROTOCOLS, heldout_split
     from etlnorm.cascade.normalizer import Normalizer
     from etlnorm.db.engine import ready_engine
+    from etlnorm.finetune.encoder import check_not_trained_on
 
     if protocol not in PROTOCOLS:
         raise EtlnormError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    check_not_trained_on(load_settings().encoder_for(ontology), ontology, protocol, seed)
     engine = ready_engine()
     try:
         split = heldout_split(engine, ontology, protocol, seed=seed)
@@ -454,6 +459,73 @@ def evaluate_cmd(
         except OSError as exc:
             raise EtlnormError(f"cannot write {json_file}: {exc.strerror or exc}") from exc
         out.print(f"wrote {json_file}")
+
+
+@encoder_app.command("finetune")
+def encoder_finetune(
+    ontology: _ONTOLOGY,
+    base: Annotated[str | None, typer.Option(help="Base sentence-transformers folder (default: encoder_model).")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the pairs.")] = 1.0,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: ETLNORM_HOME/encoders/<ontology>-<split>-s<seed>).")] = None,
+    protocol: Annotated[str, typer.Option(
+        help="Train on the train part of this held-out split (synonym, concept, layperson) and score the rest, "
+        "or 'none' to train on the whole release (for production; no held-out figures).")] = "synonym",
+    seed: Annotated[int, typer.Option(help="Seed of the split, the pairs and the training.")] = 13,
+    batch_size: Annotated[int, typer.Option(help="Pairs per batch (in-batch negatives).")] = 64,
+    max_pairs: Annotated[int | None, typer.Option(help="Train on a seeded sample of this many pairs.")] = None,
+) -> None:  # fmt: skip
+    """Contrastive fine-tuning of the encoder on the ontology's own synonym pairs and seeded variants.
+
+    MultipleNegativesRankingLoss with sentence-transformers' trainer; CUDA when present. The folder
+    gets etlnorm-encoder.json (base, hashes, hyper-parameters, held-out figures of the stock and the
+    fine-tuned encoder). Use it with encoder_models = {<ontology> = "<folder>"}.
+    """
+    from etlnorm.cascade.encoder import load_encoder
+    from etlnorm.cascade.heldout import heldout_split
+    from etlnorm.cascade.retrieval import current_labels, load_index, release_strings
+    from etlnorm.db.engine import ready_engine
+    from etlnorm.finetune.encoder import (
+        EncoderConfig,
+        finetune_encoder,
+        read_metadata,
+        retrieval_scores,
+        write_metadata,
+    )
+    from etlnorm.ontology.store import current_release
+
+    settings = load_settings()
+    engine = ready_engine(settings)
+    with engine.connect() as conn:
+        release = current_release(conn, ontology)
+    if protocol == "none":
+        strings, test = release_strings(engine, ontology, "all"), []
+    else:
+        try:
+            split = heldout_split(engine, ontology, protocol, seed=seed)
+        except ValueError as exc:
+            raise EtlnormError(str(exc)) from exc
+        strings, test = split.train, split.test
+    folder = out_dir or settings.home_dir / "encoders" / f"{ontology}-{protocol}-s{seed}"
+    config = EncoderConfig(epochs=epochs, batch_size=batch_size, seed=seed, max_pairs=max_pairs)
+    base = base or settings.encoder_model
+    finetune_encoder(strings, current_labels(engine, ontology), folder, ontology=ontology, base=base, config=config,
+                     exclude=[q for q, _ in test], extra_metadata={"release": release, "heldout": {"protocol": protocol, "seed": seed}})  # fmt: skip
+    meta = read_metadata(folder)
+    if test:
+        queries, gold = [q for q, _ in test], [g for _, g in test]
+        scores = {}
+        for name, model in (("stock", base), ("finetuned", str(folder))):
+            encoder = load_encoder(model, settings.encode_batch_size)
+            index = load_index(engine, ontology, encoder, settings.home_dir, strings=strings)
+            found = [[c.id for c in hits] for hits in index.search(encoder.encode(queries, progress=True), 20)]
+            scores[name] = retrieval_scores(queries, gold, found)
+        meta["heldout_metrics"] = scores
+        write_metadata(folder, meta)
+        table = Table("encoder", "queries", "acc@1", "acc@5", "recall@20", title=f"{ontology} {protocol} held out")
+        for name, s in scores.items():
+            table.add_row(name, str(s["n"]), *(f"{s[k]:.3f}" for k in ("acc_at_1", "acc_at_5", "recall_at_20")))
+        out.print(table)
+    out.print(f"fine-tuned {ontology} encoder on {meta['pairs']} pairs in {meta['train_seconds']} s: {folder}")
 
 
 @app.command("finetune")

@@ -75,7 +75,7 @@ def index_folder(home: Path, ontology: str, release: str, encoder: Encoder, vari
     return home / "indexes" / ontology / safe_release / f"{encoder.fingerprint}-{variant}"
 
 
-def _strings(engine: Engine, ontology: str, variant: str) -> list[tuple[str, str]]:
+def release_strings(engine: Engine, ontology: str, variant: str) -> list[tuple[str, str]]:
     """(id, string) for every current term's label and (unless labels only) synonyms."""
     labels = "SELECT id, label FROM etlnorm.term WHERE ontology = :o AND NOT obsolete AND label IS NOT NULL"
     synonyms = (" UNION SELECT s.id, s.text FROM etlnorm.synonym s JOIN etlnorm.term t USING (ontology, id)"
@@ -85,7 +85,7 @@ def _strings(engine: Engine, ontology: str, variant: str) -> list[tuple[str, str
         return [(r[0], r[1]) for r in conn.execute(text(query), {"o": ontology})]
 
 
-def _labels(engine: Engine, ontology: str) -> dict[str, str | None]:
+def current_labels(engine: Engine, ontology: str) -> dict[str, str | None]:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT id, label FROM etlnorm.term WHERE ontology = :o AND NOT obsolete"),
                             {"o": ontology})  # fmt: skip
@@ -107,7 +107,7 @@ def build_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, var
     folder = index_folder(home, ontology, release, encoder, variant)
     if (folder / "meta.json").is_file():
         return folder, False
-    pairs = sorted(set(strings)) if strings is not None else _strings(engine, ontology, variant)
+    pairs = sorted(set(strings)) if strings is not None else release_strings(engine, ontology, variant)
     start = time.perf_counter()
     log.info("encoding %d strings of %s %s (%s) ...", len(pairs), ontology, release, variant)
     vectors = encoder.encode([s for _, s in pairs], progress=progress)
@@ -141,7 +141,7 @@ def load_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, vari
     if added:
         index.add(encoder.encode([s.text for s in added]))
         ids += [s.id for s in added]
-    return RetrievalIndex(index, ids, _labels(engine, ontology), folder)
+    return RetrievalIndex(index, ids, current_labels(engine, ontology), folder)
 
 
 class RetrievalTier:
