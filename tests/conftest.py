@@ -40,9 +40,12 @@ def etlnorm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Retrieval in tests uses the labels-only HPO index (~19.5k strings, built once per session);
     # the full index (~41.5k strings) takes minutes on 2 cores and is exercised by bench/ and the demo.
     os.environ["ETLNORM_INDEX_VARIANT"] = "labels"
-    # Tests route every ontology through exact -> retrieval unless they build a cascade with the LLM
-    # themselves (tests/test_cascade.py): otherwise each CLI, worker and Dask process would load SmolLM2.
-    os.environ["ETLNORM_ROUTING"] = json.dumps({name: ["lexical", "retrieval"] for name in ("hp", "go", "hgnc")})
+    # Tests keep the shipped hp/go routes but route hgnc without the LLM, unless they build a cascade
+    # with it themselves (tests/cascade/test_routes.py, test_tier.py): otherwise each CLI, worker and
+    # Dask process would load SmolLM2.
+    os.environ["ETLNORM_ROUTING"] = json.dumps(
+        {"hp": ["lexical", "fuzzy", "retrieval"], "go": ["lexical", "fuzzy", "retrieval"], "hgnc": ["lexical", "retrieval"]}
+    )
     return home
 
 

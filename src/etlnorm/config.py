@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     index_variant: str = Field(
         default="all", description="Retrieval index strings: 'all' (labels and synonyms) or 'labels' (labels only)."
     )
+    char_tier: bool = Field(
+        default=True,
+        description="Mix character n-gram TF-IDF with dense retrieval, so typos, spacing and inversions resolve.",
+    )
+    char_alpha: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="Weight of the dense cosine in the mix (1 - it: the character cosine); bench/bench_chars.py.",
+    )
     encode_batch_size: int = Field(default=256, description="Strings per encoder batch.")
     top_k: int = Field(default=5, description="Candidates kept per term.")
     min_confidence: float = Field(
@@ -97,10 +105,10 @@ class Settings(BaseSettings):
             # The paper's route for numeric IDs is lexical -> retrieval -> rerank; with the offline default
             # SmolLM2-135M the reranker lowers accuracy@1 (0.380 -> 0.300) at 16x the time
             # (bench/RESULTS-cascade.md), so add "rerank" here when llm_model is a stronger model.
-            "hp": ["lexical", "retrieval"],
-            "go": ["lexical", "retrieval"],
+            "hp": ["lexical", "fuzzy", "retrieval"],
+            "go": ["lexical", "fuzzy", "retrieval"],
         },
-        description="Cascade per ontology: tier names from lexical, llm, retrieval, rerank, in order.",
+        description="Cascade per ontology: tier names from lexical, fuzzy, llm, retrieval, rerank, in order.",
     )
     llm_constrained: bool = Field(default=True, description="LLM tier may only spell current IDs (prefix trie).")
     llm_min_agreement: float = Field(

@@ -165,3 +165,38 @@ def test_unknown_or_unloaded_ontology(engine, hp, ontology, message):
         pytest.skip(f"{ontology} is loaded in this session")
     with pytest.raises(OntologyError, match=message):
         Normalizer(ontology, engine)
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ("Scleirtis", "HP:0100532"),  # one-letter typos: the character tier mixed into retrieval
+        ("Absent sebaceousg lands", "HP:0410400"),
+        ("Macrocefaly", "HP:0000256"),
+        ("Hepatospleno megaly", "HP:0001433"),  # spacing
+        ("Disability, intellectual", "HP:0001249"),  # inversions
+        ("Palate, cleft", "HP:0000175"),
+        ("Brachydactylies", "HP:0001156"),  # plural
+        ("history of macrocefaly", "HP:0000256"),  # hedge + typo
+        ("possible hepatosplenomegally", "HP:0001433"),
+    ],
+)
+def test_typos_inversions_plurals_and_hedges_of_real_labels(hp_labels, term, expected):
+    (answer,) = hp_labels.normalize([term])
+    assert answer.id == expected, answer
+    assert answer.term == term  # the raw term stays in the output
+
+
+def test_negated_phrases_get_no_id(hp_labels):
+    answers = hp_labels.normalize(["no seizures", "denies macrocephaly", "absence of short stature"])
+    assert [(a.id, a.method) for a in answers] == [(None, "negated")] * 3
+
+
+def test_the_stock_cascade_misses_the_typos_the_shipped_one_resolves(engine, hp_labels):
+    """The demo's misses: lexical -> dense retrieval alone (the earlier default) fails them."""
+    stock = Normalizer("hp", engine, hp_labels.settings.model_copy(update={"char_tier": False}), variant="labels",
+                       route=["lexical", "retrieval"])  # fmt: skip
+    stock.lexicon, stock.encoder = hp_labels.lexicon, hp_labels.encoder
+    terms = ["Scleirtis", "Absent sebaceousg lands", "Macrocefaly"]
+    assert [a.id for a in hp_labels.normalize(terms)] == ["HP:0100532", "HP:0410400", "HP:0000256"]
+    assert [a.id for a in stock.normalize(terms)].count(None) >= 1

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from etlnorm.config import load_settings
 from etlnorm.ontology.registry import fetch_source, spec_for
 from etlnorm.warehouse.phases import pending_terms, plan_run
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
@@ -173,8 +174,8 @@ def test_refresh_ontologies_loads_a_new_release_and_cached_mappings_become_stale
         (loaded,) = refresh_ontologies(["hp"], sources={"hp": str(newer)}, allow_shrink=True)
         assert (loaded["release"], loaded["previous"]) == ("2099-01-01", "2025-01-16") and loaded["terms"] < 1000
         assert loaded["index"]["built"] and "2099-01-01" in loaded["index"]["folder"]
-        plan = plan_run(engine, "flows.stale", "term", "hp")
-        pending, distinct = pending_terms(engine, plan)
+        plan = plan_run(load_settings(), "flows.stale", "term", "hp")
+        pending, distinct = pending_terms(plan)
         assert len(pending) == distinct == first["stats"]["distinct_terms"]  # every cached answer is stale
         assert scalar(engine, "SELECT count(*) FROM etlnorm.stale_mapping WHERE term = ANY (CAST(:t AS text[]))",
                       t=pending) == distinct  # fmt: skip

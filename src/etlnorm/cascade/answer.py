@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 # Methods, in the order a reader meets them: lexical hits, LLM paths, retrieval, and the two non-answers.
 # ``negated`` and ``multiple`` carry no ID by default: the term denies a finding, or lists several.
-METHODS = ("exact", "synonym", "llm", "llm+retrieval", "rerank", "retrieval", "negated", "multiple", "none",
+METHODS = ("exact", "synonym", "fuzzy", "llm", "llm+retrieval", "rerank", "retrieval", "negated", "multiple", "none",
            "empty")  # fmt: skip
 
 

@@ -15,21 +15,30 @@ from sqlalchemy import Engine
 
 from etlnorm.cascade.answer import Answer, WorkItem
 from etlnorm.cascade.calibration import calibration_folder, load_calibration
+from etlnorm.cascade.chars import CharIndex
 from etlnorm.cascade.encoder import Encoder, fingerprint, load_encoder, model_path
+from etlnorm.cascade.fuzzy import FuzzyTier
 from etlnorm.cascade.lexical import LexicalTier, Lexicon, dedup_key, load_lexicon
 from etlnorm.cascade.llm_tiers import LlmGenerateTier, LlmRerankTier
-from etlnorm.cascade.retrieval import RetrievalIndex, RetrievalTier, View, load_index, view_variant
+from etlnorm.cascade.retrieval import (
+    RetrievalIndex,
+    RetrievalTier,
+    View,
+    load_index,
+    release_strings,
+    view_variant,
+)
 from etlnorm.cascade.tier import LazyTier, Tier, run_tier
 from etlnorm.config import Settings, load_settings
 from etlnorm.db.engine import ready_engine
 from etlnorm.errors import ConfigError
 from etlnorm.llm.model import LanguageModel, load_from_settings
 from etlnorm.ontology.store import current_release
-from etlnorm.ontology.user_synonyms import user_synonyms_tag
+from etlnorm.ontology.user_synonyms import user_synonyms, user_synonyms_tag
 
 log = logging.getLogger(__name__)
 
-TIER_NAMES = ("lexical", "llm", "retrieval", "rerank")
+TIER_NAMES = ("lexical", "fuzzy", "llm", "retrieval", "rerank")
 RENAMED = {"exact": "lexical"}  # route names of earlier releases
 LEXICAL = ("exact", "synonym")
 
@@ -53,7 +62,7 @@ class Normalizer:
         self.variant = view_variant(strings) if strings is not None else variant or self.settings.index_variant
         self.content = content_tag(self.engine, ontology)
         self.release = self.content[0]
-        self.route = check_route(ontology, route or self.settings.routing.get(ontology, ["lexical", "retrieval"]))
+        self.route = check_route(ontology, route or self.settings.routing.get(ontology, ["lexical", "fuzzy", "retrieval"]))
         self._tiers = list(tiers) if tiers is not None else None
         self._lm = lm
         self.calibration = (
@@ -74,6 +83,16 @@ class Normalizer:
                           strings=self.strings)  # fmt: skip
 
     @cached_property
+    def chars(self) -> CharIndex:
+        """Character n-grams over the index's strings (built in seconds, kept in memory)."""
+        if self.strings is not None:
+            pairs = list(self.strings)
+        else:
+            pairs = release_strings(self.engine, self.ontology, self.variant)
+            pairs += [(u.id, u.text) for u in user_synonyms(self.engine, self.ontology)]
+        return CharIndex.build(pairs, self.lexicon.labels)
+
+    @cached_property
     def lm(self) -> LanguageModel:
         """The LLM of the llm/rerank steps: given, or loaded once from the ``llm_*`` settings."""
         return self._lm if self._lm is not None else load_from_settings(self.settings)
@@ -90,6 +109,8 @@ class Normalizer:
         for name in self.route:
             if name == "lexical":
                 tiers.append(LexicalTier(self.lexicon, map_negated=self.settings.map_negated))
+            elif name == "fuzzy":
+                tiers.append(FuzzyTier(self.lexicon))
             else:
                 kind, build = builders[name]
                 tiers.append(LazyTier(name, kind.acts_on, build))
@@ -98,7 +119,8 @@ class Normalizer:
     def _retrieval_tier(self) -> Tier:
         # With a calibration the abstain threshold applies to calibrated confidence, in _verify.
         threshold = 0.0 if self.calibration else self.settings.min_confidence
-        return RetrievalTier(self.index, self.encoder, self.settings.top_k, threshold)
+        chars = self.chars if self.settings.char_tier else None
+        return RetrievalTier(self.index, self.encoder, self.settings.top_k, threshold, chars, self.settings.char_alpha)
 
     def _llm_tier(self) -> Tier:
         s = self.settings
@@ -126,7 +148,8 @@ class Normalizer:
     def provenance(self) -> tuple[str, str | None]:
         """(models, adapter) recorded with every cached answer."""
         encoder = fingerprint(model_path(self.settings.encoder_for(self.ontology)))  # without loading it
-        parts = [f"{name}[{encoder}:{self.variant}]" if name == "retrieval" else name for name in self.route]
+        chars = "+chars" if self.settings.char_tier else ""
+        parts = [f"{name}[{encoder}:{self.variant}{chars}]" if name == "retrieval" else name for name in self.route]
         adapter = None
         if {"llm", "rerank"} & set(self.route):
             parts.append(f"lm={self.settings.llm_model or 'SmolLM2-135M-Instruct'}")

@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import Engine, text
 
 from etlnorm.cascade.answer import Answer, Candidate, WorkItem
+from etlnorm.cascade.chars import CharIndex, mix
 from etlnorm.cascade.encoder import Encoder
 from etlnorm.cascade.tier import ActsOn
 from etlnorm.ontology.store import current_release
@@ -43,6 +44,7 @@ def strings_hash(strings: View) -> str:
 
 def view_variant(strings: View) -> str:
     return f"view-{strings_hash(strings)}"
+POOL = 20  # candidates taken from each list before mixing
 STRINGS_PER_ID = 4  # search this many strings per wanted candidate, then keep the best per ID
 
 
@@ -147,6 +149,11 @@ def load_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, vari
 class RetrievalTier:
     """Decides undecided items; abstains (method ``none``, candidates kept) below ``min_confidence``.
 
+    With ``chars`` (a ``cascade.chars.CharIndex`` over the same strings), each term's dense and
+    character lists (``POOL`` deep) are mixed, ``alpha`` · cosine + (1 − alpha) · character cosine,
+    so one-letter typos, spacing and inverted names find their ID while paraphrases still rank by
+    meaning (``bench/bench_chars.py`` chose the mix over rank fusion).
+
     Items an LLM already answered are searched too: when retrieval's best ID is the LLM's, the two
     independent tiers agree and the answer becomes ``llm+retrieval`` with a raised confidence.
     """
@@ -154,13 +161,23 @@ class RetrievalTier:
     name = "retrieval"
     acts_on: ClassVar[ActsOn] = ActsOn(decided_by=frozenset({"llm"}))
 
-    def __init__(self, index: RetrievalIndex, encoder: Encoder, top_k: int = 5, min_confidence: float = 0.6) -> None:
+    def __init__(self, index: RetrievalIndex, encoder: Encoder, top_k: int = 5, min_confidence: float = 0.6,
+                 chars: CharIndex | None = None, alpha: float = 0.5) -> None:  # fmt: skip
         self.index, self.encoder = index, encoder
         self.top_k, self.min_confidence = top_k, min_confidence
+        self.chars, self.alpha = chars, alpha
+
+    def search(self, texts: list[str]) -> list[list[Candidate]]:
+        """The top-k candidates of each text: dense, or dense mixed with characters."""
+        vectors = self.encoder.encode(texts, progress=len(texts) > 5000)
+        if self.chars is None:
+            return self.index.search(vectors, self.top_k)
+        depth = max(self.top_k, POOL)
+        dense, chars = self.index.search(vectors, depth), self.chars.search(texts, depth)
+        return [mix(d, c, self.alpha, top=self.top_k) for d, c in zip(dense, chars, strict=True)]
 
     def __call__(self, items: list[WorkItem]) -> None:
-        vectors = self.encoder.encode([item.text for item in items], progress=len(items) > 5000)
-        for item, candidates in zip(items, self.index.search(vectors, self.top_k), strict=True):
+        for item, candidates in zip(items, self.search([item.text for item in items]), strict=True):
             if item.decision is not None:
                 confirm(item, candidates)
                 continue
