@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         description="Mix character n-gram TF-IDF with dense retrieval, so typos, spacing and inversions resolve.",
     )
     char_alpha: float = Field(
-        default=0.5, ge=0.0, le=1.0,
+        default=0.85, ge=0.0, le=1.0,
         description="Weight of the dense cosine in the mix (1 - it: the character cosine); bench/bench_chars.py.",
     )
     encode_batch_size: int = Field(default=256, description="Strings per encoder batch.")
