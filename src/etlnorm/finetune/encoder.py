@@ -15,7 +15,6 @@ ontology, strings and pairs hashes, hyper-parameters, held-out metrics when the 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 import tempfile
@@ -32,6 +31,7 @@ from etlnorm.cascade.heldout import string_key
 from etlnorm.cascade.retrieval import strings_hash
 from etlnorm.cascade.variants import variants
 from etlnorm.errors import EtlnormError
+from etlnorm.finetune.metadata import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -159,15 +159,11 @@ def finetune_encoder(strings: Sequence[tuple[str, str]], labels: dict[str, str |
 
 
 def write_metadata(folder: Path, metadata: dict[str, Any]) -> None:
-    (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False))
+    write_json(folder, METADATA_FILE, metadata)
 
 
 def read_metadata(folder: str | Path) -> dict[str, Any]:
-    path = Path(folder).expanduser() / METADATA_FILE
-    try:
-        return json.loads(path.read_text())
-    except OSError as exc:
-        raise EtlnormError(f"{path}: not an etlnorm encoder ({exc.strerror or exc})") from exc
+    return read_json(folder, METADATA_FILE, "encoder")
 
 
 def check_not_trained_on(encoder_folder: str | None, ontology: str, protocol: str, seed: int) -> None:

@@ -9,7 +9,6 @@ weights are bf16 and the forward pass runs under bf16 autocast, while the LoRA w
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import random
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 from etlnorm.errors import EtlnormError
 from etlnorm.finetune.config import FinetuneConfig
 from etlnorm.finetune.data import Pair, examples, pairs_hash, templates
+from etlnorm.finetune.metadata import read_json, write_json
 from etlnorm.finetune.predict import exact_match, free_answers
 from etlnorm.llm.model import LanguageModel, load_model
 
@@ -42,11 +42,7 @@ class AdapterInfo:
 
 def read_metadata(folder: str | Path) -> dict[str, Any]:
     """The ``etlnorm-adapter.json`` of an adapter folder."""
-    path = Path(folder).expanduser() / METADATA_FILE
-    try:
-        return json.loads(path.read_text())
-    except OSError as exc:
-        raise EtlnormError(f"{path}: not an etlnorm adapter ({exc.strerror or exc})") from exc
+    return read_json(folder, METADATA_FILE, "adapter")
 
 
 def _batches(rows: Sequence[tuple[list[int], list[int]]], order: list[int], size: int, pad_id: int,
@@ -174,7 +170,7 @@ def finetune(
         "metrics": metrics,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False))
+    write_json(out, METADATA_FILE, metadata)
     log.info("adapter for %s saved to %s (final loss %.3f, train exact match %s)", ontology, out,
              metrics["final_loss"], metrics.get("train_exact_match"))  # fmt: skip
     del model
