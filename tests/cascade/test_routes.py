@@ -55,7 +55,8 @@ def test_hgnc_route_exact_then_llm_answers_only_current_agreeing_symbols(engine,
 def test_hp_route_retrieval_then_rerank(engine, hp, hp_labels, smollm):
     settings = routed({"hp": ["lexical", "retrieval", "rerank"]}, min_confidence=0.0)
     normalizer = Normalizer("hp", engine, settings, variant="labels", lm=smollm)
-    terms = ["fits that come and go", "big head noted at birth", "eyes far apart", "Seizure", "short stature in childhood"]
+    terms = ["fits that come and go", "big head noted at birth", "eyes far apart", "Seizure",
+             "child is much shorter than peers"]  # fmt: skip
     mappings = normalizer.normalize(terms)
     valid = current_ids(engine, "hp")
     assert all(m.id in valid for m in mappings)
@@ -86,7 +87,7 @@ def test_calibration_is_fitted_stored_and_applied(engine, hp, hp_labels, etlnorm
         gold = conn.execute(text(
             "SELECT s.text, s.id FROM etlnorm.synonym s JOIN etlnorm.term t USING (ontology, id)"
             " WHERE s.ontology = 'hp' AND NOT t.obsolete AND s.scope = 'EXACT' ORDER BY md5(s.text) LIMIT 80")).all()  # fmt: skip
-    terms = [f"{t.lower()} noted" for t, _ in gold]  # phrased so that retrieval, not the lexicon, answers
+    terms = [f"{t.lower()} per chart" for t, _ in gold]  # phrased so that retrieval, not the lexicon, answers
     gold_file = tmp_path / "gold.csv"
     pl.DataFrame({"term": terms, "id": [i for _, i in gold]}).write_csv(gold_file)
     try:
