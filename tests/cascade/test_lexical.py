@@ -125,6 +125,11 @@ def test_negation_words_inside_real_labels_are_not_negations(hp_step):
     for label in ("Absent thumb", "Nonprogressive encephalopathy", "Migraine without aura"):
         (d,) = decide(hp_step, label)
         assert d is not None and d.method == "exact" and d.id is not None, (label, d)
+    # An HPO synonym that starts with a negation cue is a name, not a denial (seen in `make demo`).
+    items = [WorkItem("k", "absence of permanent upper central incisor")]
+    hp_step(items)
+    assert items[0].decision.id == "HP:0011045" and items[0].decision.method == "synonym"
+    assert not items[0].negated
 
 
 def test_a_negated_term_maps_when_asked(engine, hp):

@@ -132,16 +132,15 @@ class LexicalTier:
     def __call__(self, items: list[WorkItem]) -> None:
         for item in items:
             query = analyze(item.text)
-            readings = [item.text, *query.candidates]
-            if query.negated and self.map_negated:
-                readings += [query.core, *inversions(query.core)]
-            for n, reading in enumerate(readings):
-                if self._decide(item, reading, 1.0 if n == 0 else READING_FACTOR):
-                    break
-            else:
+            as_written = [item.text, *query.candidates]  # for a negated term these keep the cue
+            readings = as_written + ([query.core, *inversions(query.core)] if query.negated and self.map_negated else [])
+            hit = next((n for n, r in enumerate(readings) if self._decide(item, r, 1.0 if n == 0 else READING_FACTOR)),
+                       None)  # fmt: skip
+            if hit is None:
                 self._undecided(item, query)
-            if query.negated:
-                item.negated = True
+            # A hit on a string that keeps the cue is a real name ("Absence of ..." is how HPO names
+            # some findings), not a denial.
+            item.negated = query.negated and (hit is None or hit >= len(as_written))
 
     def _undecided(self, item: WorkItem, query: Query) -> None:
         if query.negated and not self.map_negated:
