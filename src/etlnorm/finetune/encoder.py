@@ -125,7 +125,7 @@ def finetune_encoder(strings: Sequence[tuple[str, str]], labels: dict[str, str |
     with tempfile.TemporaryDirectory(prefix="etlnorm-encoder-") as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=scratch, num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
-            learning_rate=config.learning_rate, warmup_ratio=config.warmup_ratio, seed=config.seed,
+            learning_rate=config.learning_rate, warmup_steps=config.warmup_ratio, seed=config.seed,
             data_seed=config.seed, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no",
             report_to=[], disable_tqdm=not progress, use_cpu=device == "cpu", logging_steps=50,
             bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(), dataloader_drop_last=False,
