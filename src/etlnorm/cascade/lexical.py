@@ -131,11 +131,12 @@ class LexicalTier:
 
     def __call__(self, items: list[WorkItem]) -> None:
         for item in items:
+            if self._decide(item, item.text, 1.0):  # most terms: the string as written, no reading needed
+                continue
             query = analyze(item.text)
-            as_written = [item.text, *query.candidates]  # for a negated term these keep the cue
+            as_written = list(query.candidates)  # other spellings of the term; a negated term's keep the cue
             readings = as_written + ([query.core, *inversions(query.core)] if query.negated and self.map_negated else [])
-            hit = next((n for n, r in enumerate(readings) if self._decide(item, r, 1.0 if n == 0 else READING_FACTOR)),
-                       None)  # fmt: skip
+            hit = next((n for n, r in enumerate(readings) if self._decide(item, r, READING_FACTOR)), None)
             if hit is None:
                 self._undecided(item, query)
             # A hit on a string that keeps the cue is a real name ("Absence of ..." is how HPO names
