@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from etlnorm.db.engine import raw
 from etlnorm.errors import OntologyError, TableError
-from etlnorm.ontology.store import current_release, resolve_in
+from etlnorm.ontology.store import current_release, resolve_many
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ def add_user_synonyms(engine: Engine, ontology: str, rows: list[UserSynonym], so
     """Store ``rows`` (all or nothing): every ID must resolve to a current term of the loaded release."""
     with engine.begin() as conn:
         current_release(conn, ontology)
-        bad = [r.id for r in rows if resolve_in(conn, r.id, ontology).id is None]
+        resolved = resolve_many(conn, [r.id for r in rows], ontology)
+        bad = [r.id for r in rows if resolved[r.id].id is None]
         if bad:
             raise OntologyError(f"{len(bad)} synonym IDs are not current {ontology} terms: {', '.join(sorted(set(bad))[:5])}")
         cur = raw(conn).cursor()
@@ -80,7 +81,7 @@ def user_synonyms(engine: Engine, ontology: str) -> list[UserSynonym]:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT text, id, scope FROM etlnorm.user_synonym WHERE ontology = :o"
                                  " ORDER BY text, id"), {"o": ontology}).all()  # fmt: skip
-        resolved = {i: resolve_in(conn, i, ontology).id for i in {r.id for r in rows}}
+        resolved = {i: r.id for i, r in resolve_many(conn, [r.id for r in rows], ontology).items()}
     out = []
     for r in rows:
         if resolved[r.id] is None:
