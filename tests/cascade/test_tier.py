@@ -51,8 +51,8 @@ def _same(batch: list[Answer], alone: list[Answer]) -> None:
         assert together.confidence == pytest.approx(single.confidence, abs=1e-6), (together, single)
 
 
-ROUTES = [  # (ontology, route or None for the shipped default, index variant)
-    ("hp", None, "labels"),
+ROUTES = [  # (ontology, route or None for the shipped default, index variant); hp as shipped: the full index
+    ("hp", None, "all"),
     ("go", None, "labels"),
     ("hgnc", None, "labels"),
     ("hp", ["lexical", "retrieval", "rerank"], "labels"),
@@ -66,6 +66,7 @@ def test_answer_is_the_same_alone_and_in_a_batch(request, engine, smollm, ontolo
     settings = load_settings().model_copy(update={"routing": defaults})
     normalizer = Normalizer(ontology, engine, settings, variant=variant, route=route, lm=smollm)
     assert normalizer.route == (route or defaults[ontology])
+    assert settings.min_confidence == Settings.model_fields["min_confidence"].default  # the shipped threshold
     terms = mixed_terms(engine, ontology)
     assert len(terms) == 50
     batch = normalizer.normalize(terms)
