@@ -36,6 +36,9 @@ app.add_typer(ontology_app, name="ontology")
 encoder_app = typer.Typer(help="The sentence encoder of the retrieval tier: fine-tune it on an ontology.",
                           no_args_is_help=True)  # fmt: skip
 app.add_typer(encoder_app, name="encoder")
+reranker_app = typer.Typer(help="The cross-encoder reranker of the crossencoder tier: train it on an ontology.",
+                           no_args_is_help=True)  # fmt: skip
+app.add_typer(reranker_app, name="reranker")
 synonyms_app = typer.Typer(help="Your own synonyms: added to the lexicon and index, kept across releases.",
                            no_args_is_help=True)  # fmt: skip
 ontology_app.add_typer(synonyms_app, name="synonyms")
@@ -282,7 +285,9 @@ def _heldout(ontology: str, protocol: str, seed: int, limit: int | None):
 
     if protocol not in PROTOCOLS:
         raise EtlnormError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
-    check_not_trained_on(load_settings().encoder_for(ontology), ontology, protocol, seed)
+    settings = load_settings()
+    for model in (settings.encoder_for(ontology), settings.reranker_models.get(ontology)):
+        check_not_trained_on(model, ontology, protocol, seed)
     engine = ready_engine()
     try:
         split = heldout_split(engine, ontology, protocol, seed=seed)
@@ -461,6 +466,25 @@ def evaluate_cmd(
         out.print(f"wrote {json_file}")
 
 
+def _training_split(ontology: str, protocol: str, seed: int):
+    """(engine, release, strings to train on, held-out (query, gold) pairs) for a fine-tuning command."""
+    from etlnorm.cascade.heldout import heldout_split
+    from etlnorm.cascade.retrieval import release_strings
+    from etlnorm.db.engine import ready_engine
+    from etlnorm.ontology.store import current_release
+
+    engine = ready_engine()
+    with engine.connect() as conn:
+        release = current_release(conn, ontology)
+    if protocol == "none":
+        return engine, release, release_strings(engine, ontology, "all"), []
+    try:
+        split = heldout_split(engine, ontology, protocol, seed=seed)
+    except ValueError as exc:
+        raise EtlnormError(str(exc)) from exc
+    return engine, release, split.train, split.test
+
+
 @encoder_app.command("finetune")
 def encoder_finetune(
     ontology: _ONTOLOGY,
@@ -481,9 +505,7 @@ def encoder_finetune(
     fine-tuned encoder). Use it with encoder_models = {<ontology> = "<folder>"}.
     """
     from etlnorm.cascade.encoder import load_encoder
-    from etlnorm.cascade.heldout import heldout_split
-    from etlnorm.cascade.retrieval import current_labels, load_index, release_strings
-    from etlnorm.db.engine import ready_engine
+    from etlnorm.cascade.retrieval import current_labels, load_index
     from etlnorm.finetune.encoder import (
         EncoderConfig,
         finetune_encoder,
@@ -491,20 +513,9 @@ def encoder_finetune(
         retrieval_scores,
         write_metadata,
     )
-    from etlnorm.ontology.store import current_release
 
     settings = load_settings()
-    engine = ready_engine(settings)
-    with engine.connect() as conn:
-        release = current_release(conn, ontology)
-    if protocol == "none":
-        strings, test = release_strings(engine, ontology, "all"), []
-    else:
-        try:
-            split = heldout_split(engine, ontology, protocol, seed=seed)
-        except ValueError as exc:
-            raise EtlnormError(str(exc)) from exc
-        strings, test = split.train, split.test
+    engine, release, strings, test = _training_split(ontology, protocol, seed)
     folder = out_dir or settings.home_dir / "encoders" / f"{ontology}-{protocol}-s{seed}"
     config = EncoderConfig(epochs=epochs, batch_size=batch_size, seed=seed, max_pairs=max_pairs)
     base = base or settings.encoder_model
@@ -526,6 +537,62 @@ def encoder_finetune(
             table.add_row(name, str(s["n"]), *(f"{s[k]:.3f}" for k in ("acc_at_1", "acc_at_5", "recall_at_20")))
         out.print(table)
     out.print(f"fine-tuned {ontology} encoder on {meta['pairs']} pairs in {meta['train_seconds']} s: {folder}")
+
+
+@reranker_app.command("finetune")
+def reranker_finetune(
+    ontology: _ONTOLOGY,
+    base: Annotated[str | None, typer.Option(help="Base model folder (default: the stock encoder_model's MiniLM weights).")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the examples.")] = 1.0,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: ETLNORM_HOME/rerankers/<ontology>-<split>-s<seed>).")] = None,
+    protocol: Annotated[str, typer.Option(
+        help="Train on the train part of this held-out split (synonym, concept, layperson) and score the rest, "
+        "or 'none' to train on the whole release (for production; no held-out figures).")] = "synonym",
+    seed: Annotated[int, typer.Option(help="Seed of the split, the pairs, the dev slice and the training.")] = 13,
+    max_queries: Annotated[int | None, typer.Option(help="Positive pairs trained on (seeded sample), each with 3 hard negatives (default 20,000).")] = None,
+) -> None:  # fmt: skip
+    """Train the cross-encoder reranker of the crossencoder tier on the ontology's own pairs.
+
+    Hard negatives come from retrieval's top 20 (with the encoder configured for the ontology);
+    the weight of its score against retrieval's is fitted on a dev slice of the training part.
+    The folder gets etlnorm-reranker.json (weight, hashes, hyper-parameters, held-out figures of
+    retrieval's order and the reranked order). Use it with reranker_models = {<ontology> = "<folder>"}
+    and "crossencoder" after "retrieval" in the ontology's routing.
+    """
+    from etlnorm.cascade.crossencoder import METADATA_FILE, open_reranker, reranker_metadata
+    from etlnorm.cascade.normalizer import Normalizer
+    from etlnorm.cascade.retrieval import current_labels
+    from etlnorm.files import write_json
+    from etlnorm.finetune.encoder import check_not_trained_on
+    from etlnorm.finetune.reranker import RerankerConfig, dev_split, finetune_reranker, order_scores
+
+    settings = load_settings()
+    if protocol != "none":
+        check_not_trained_on(settings.encoder_for(ontology), ontology, protocol, seed)
+    engine, release, strings, test = _training_split(ontology, protocol, seed)
+    labels = current_labels(engine, ontology)
+    config = RerankerConfig(epochs=epochs, seed=seed, max_queries=max_queries or RerankerConfig.max_queries)
+    train, dev = dev_split(strings, labels, config)
+    folder = out_dir or settings.home_dir / "rerankers" / f"{ontology}-{protocol}-s{seed}"
+    route = ["lexical", "fuzzy", "retrieval"]
+    miner = Normalizer(ontology, engine, settings, route=route, calibrated=False, strings=train)
+    finetune_reranker(train, dev, labels, folder, ontology=ontology, search=miner.search, base=base or settings.encoder_model,
+                      config=config, exclude=[q for q, _ in test],
+                      extra_metadata={"release": release, "heldout": {"protocol": protocol, "seed": seed},
+                                      "encoder": miner.encoder.fingerprint})  # fmt: skip
+    meta = reranker_metadata(folder)
+    if test:
+        judge = Normalizer(ontology, engine, settings, route=route, calibrated=False, strings=strings)
+        scores = order_scores(open_reranker(folder), [q for q, _ in test], [g for _, g in test], judge.search,
+                              judge.strings_by_id)  # fmt: skip
+        meta["heldout_metrics"] = scores
+        write_json(folder, METADATA_FILE, meta)
+        table = Table("order", "queries", "acc@1", "acc@5", "recall@20", title=f"{ontology} {protocol} held out")
+        for name, s in scores.items():
+            table.add_row(name, str(s["n"]), *(f"{s[k]:.3f}" for k in ("acc_at_1", "acc_at_5", "recall_at_20")))
+        out.print(table)
+    out.print(f"trained {ontology} reranker on {meta['examples']} examples in {meta['train_seconds']} s "
+              f"(weight {meta['weight']:.2f}): {folder}")  # fmt: skip
 
 
 @app.command("finetune")

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Fine-tuned encoder folder per ontology (etlnorm encoder finetune); others use encoder_model.",
     )
+    reranker_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Trained cross-encoder folder per ontology (etlnorm reranker finetune), read by the "
+        "crossencoder tier of the route.",
+    )
     index_variant: str = Field(
         default="all", description="Retrieval index strings: 'all' (labels and synonyms) or 'labels' (labels only)."
     )
@@ -108,7 +113,7 @@ class Settings(BaseSettings):
             "hp": ["lexical", "fuzzy", "retrieval"],
             "go": ["lexical", "fuzzy", "retrieval"],
         },
-        description="Cascade per ontology: tier names from lexical, fuzzy, llm, retrieval, rerank, in order.",
+        description="Cascade per ontology: tier names from lexical, fuzzy, llm, retrieval, crossencoder, rerank, in order.",
     )
     llm_constrained: bool = Field(default=True, description="LLM tier may only spell current IDs (prefix trie).")
     llm_min_agreement: float = Field(

@@ -1,13 +1,15 @@
-"""Tabular input files (CSV, TSV, Parquet) for the CLI's normalize, calibrate and evaluate commands."""
+"""Files etlnorm reads: tabular input (CSV, TSV, Parquet) for the CLI, and the JSON beside every trained model."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from etlnorm.errors import TableError
+from etlnorm.errors import EtlnormError, TableError
 
 READERS = {
     ".csv": "csv",
@@ -40,3 +42,17 @@ def read_table(path: Path, columns: Sequence[str]) -> pl.DataFrame:
             f"{path}: no column {', '.join(map(repr, missing))}; columns: {', '.join(frame.columns)}"
         )
     return frame.select(pl.col(c).cast(pl.String) for c in columns)
+
+
+def read_json(folder: str | Path, name: str, kind: str) -> dict[str, Any]:
+    """The metadata ``folder/name`` of a trained model (adapter, encoder, reranker); a one-line
+    error naming ``kind`` when the folder holds no such model."""
+    path = Path(folder).expanduser() / name
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise EtlnormError(f"{path}: not an etlnorm {kind} ({exc.strerror or exc})") from exc
+
+
+def write_json(folder: Path, name: str, metadata: dict[str, Any]) -> None:
+    (folder / name).write_text(json.dumps(metadata, indent=2, ensure_ascii=False))

@@ -10,12 +10,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property
+from pathlib import Path
 
 from sqlalchemy import Engine
 
-from etlnorm.cascade.answer import Answer, WorkItem
+from etlnorm.cascade.answer import Answer, Candidate, WorkItem
 from etlnorm.cascade.calibration import calibration_folder, load_calibration
 from etlnorm.cascade.chars import CharIndex
+from etlnorm.cascade.crossencoder import POOL, CrossEncoderTier, load_reranker, strings_by_id
 from etlnorm.cascade.encoder import Encoder, fingerprint, load_encoder, model_path
 from etlnorm.cascade.fuzzy import FuzzyTier
 from etlnorm.cascade.lexical import LexicalTier, Lexicon, dedup_key, load_lexicon
@@ -38,7 +40,7 @@ from etlnorm.ontology.user_synonyms import user_synonyms, user_synonyms_tag
 
 log = logging.getLogger(__name__)
 
-TIER_NAMES = ("lexical", "fuzzy", "llm", "retrieval", "rerank")
+TIER_NAMES = ("lexical", "fuzzy", "llm", "retrieval", "crossencoder", "rerank")
 RENAMED = {"exact": "lexical"}  # route names of earlier releases
 LEXICAL = ("exact", "synonym")
 
@@ -83,14 +85,34 @@ class Normalizer:
                           strings=self.strings)  # fmt: skip
 
     @cached_property
+    def view(self) -> list[tuple[str, str]]:
+        """The (id, string) pairs the index holds: the view, or the release's plus the user's synonyms."""
+        if self.strings is not None:
+            return list(self.strings)
+        pairs = release_strings(self.engine, self.ontology, self.variant)
+        return pairs + [(u.id, u.text) for u in user_synonyms(self.engine, self.ontology)]
+
+    @cached_property
     def chars(self) -> CharIndex:
         """Character n-grams over the index's strings (built in seconds, kept in memory)."""
-        if self.strings is not None:
-            pairs = list(self.strings)
-        else:
-            pairs = release_strings(self.engine, self.ontology, self.variant)
-            pairs += [(u.id, u.text) for u in user_synonyms(self.engine, self.ontology)]
-        return CharIndex.build(pairs, self.lexicon.labels)
+        return CharIndex.build(self.view, self.lexicon.labels)
+
+    @cached_property
+    def strings_by_id(self) -> dict[str, list[str]]:
+        return strings_by_id(self.view)
+
+    @cached_property
+    def retrieval(self) -> RetrievalTier:
+        # With a calibration the abstain threshold applies to calibrated confidence, in _verify.
+        threshold = 0.0 if self.calibration else self.settings.min_confidence
+        chars = self.chars if self.settings.char_tier else None
+        # The cross-encoder reads a deeper list than the answer keeps; it cuts it back to top_k.
+        top_k = max(self.settings.top_k, POOL) if "crossencoder" in self.route else self.settings.top_k
+        return RetrievalTier(self.index, self.encoder, top_k, threshold, chars, self.settings.char_alpha)
+
+    def search(self, texts: list[str], k: int) -> list[list[Candidate]]:
+        """Retrieval's top-k candidates of each text (dense, mixed with characters when on)."""
+        return self.retrieval.search(texts, k)
 
     @cached_property
     def lm(self) -> LanguageModel:
@@ -103,7 +125,7 @@ class Normalizer:
             return self._tiers
         builders: dict[str, tuple[type, Callable[[], Tier]]] = {
             "retrieval": (RetrievalTier, self._retrieval_tier), "llm": (LlmGenerateTier, self._llm_tier),
-            "rerank": (LlmRerankTier, self._rerank_tier),
+            "rerank": (LlmRerankTier, self._rerank_tier), "crossencoder": (CrossEncoderTier, self._crossencoder_tier),
         }  # fmt: skip
         tiers: list[Tier] = []
         for name in self.route:
@@ -117,10 +139,15 @@ class Normalizer:
         return tiers
 
     def _retrieval_tier(self) -> Tier:
-        # With a calibration the abstain threshold applies to calibrated confidence, in _verify.
+        return self.retrieval
+
+    def _crossencoder_tier(self) -> Tier:
+        folder = self.settings.reranker_models.get(self.ontology)
+        if folder is None:
+            raise ConfigError(f"route of {self.ontology} has crossencoder but reranker_models has no "
+                              f"{self.ontology} entry; train one with `etlnorm reranker finetune`")  # fmt: skip
         threshold = 0.0 if self.calibration else self.settings.min_confidence
-        chars = self.chars if self.settings.char_tier else None
-        return RetrievalTier(self.index, self.encoder, self.settings.top_k, threshold, chars, self.settings.char_alpha)
+        return CrossEncoderTier(load_reranker(folder), self.strings_by_id, self.settings.top_k, threshold)
 
     def _llm_tier(self) -> Tier:
         s = self.settings
@@ -135,7 +162,7 @@ class Normalizer:
 
     def prepare(self) -> None:
         """Build what is persisted and shared (the retrieval index), so parallel workers only load it."""
-        if {"retrieval", "rerank"} & set(self.route):
+        if {"retrieval", "crossencoder", "rerank"} & set(self.route):
             self.index  # noqa: B018 - building is the point
 
     def agreement(self, term: str, ident: str) -> float:
@@ -150,6 +177,9 @@ class Normalizer:
         encoder = fingerprint(model_path(self.settings.encoder_for(self.ontology)))  # without loading it
         chars = "+chars" if self.settings.char_tier else ""
         parts = [f"{name}[{encoder}:{self.variant}{chars}]" if name == "retrieval" else name for name in self.route]
+        reranker = self.settings.reranker_models.get(self.ontology)
+        if "crossencoder" in self.route and reranker and Path(reranker).expanduser().is_dir():
+            parts.append(f"reranker={fingerprint(Path(reranker).expanduser())}")
         adapter = None
         if {"llm", "rerank"} & set(self.route):
             parts.append(f"lm={self.settings.llm_model or 'SmolLM2-135M-Instruct'}")

@@ -167,14 +167,15 @@ class RetrievalTier:
         self.top_k, self.min_confidence = top_k, min_confidence
         self.chars, self.alpha = chars, alpha
 
-    def search(self, texts: list[str]) -> list[list[Candidate]]:
-        """The top-k candidates of each text: dense, or dense mixed with characters."""
+    def search(self, texts: list[str], k: int | None = None) -> list[list[Candidate]]:
+        """The top-k (default ``top_k``) candidates of each text: dense, or dense mixed with characters."""
+        k = k or self.top_k
         vectors = self.encoder.encode(texts, progress=len(texts) > 5000)
         if self.chars is None:
-            return self.index.search(vectors, self.top_k)
-        depth = max(self.top_k, POOL)
+            return self.index.search(vectors, k)
+        depth = max(k, POOL)
         dense, chars = self.index.search(vectors, depth), self.chars.search(texts, depth)
-        return [mix(d, c, self.alpha, top=self.top_k) for d, c in zip(dense, chars, strict=True)]
+        return [mix(d, c, self.alpha, top=k) for d, c in zip(dense, chars, strict=True)]
 
     def __call__(self, items: list[WorkItem]) -> None:
         for item, candidates in zip(items, self.search([item.text for item in items]), strict=True):

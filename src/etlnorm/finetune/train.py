@@ -23,9 +23,9 @@ import torch
 from tqdm.auto import tqdm
 
 from etlnorm.errors import EtlnormError
+from etlnorm.files import read_json, write_json
 from etlnorm.finetune.config import FinetuneConfig
 from etlnorm.finetune.data import Pair, examples, pairs_hash, templates
-from etlnorm.finetune.metadata import read_json, write_json
 from etlnorm.finetune.predict import exact_match, free_answers
 from etlnorm.llm.model import LanguageModel, load_model
 
