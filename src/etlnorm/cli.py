@@ -36,6 +36,9 @@ app.add_typer(ontology_app, name="ontology")
 encoder_app = typer.Typer(help="The sentence encoder of the retrieval tier: fine-tune it on an ontology.",
                           no_args_is_help=True)  # fmt: skip
 app.add_typer(encoder_app, name="encoder")
+curate_app = typer.Typer(help="Curate answers: set, accept or reject a term's ID; runs, lookup() and exports honour it.",
+                         no_args_is_help=True)  # fmt: skip
+app.add_typer(curate_app, name="curate")
 export_app = typer.Typer(help="Share the cached mappings in formats other tools read (SSSOM).", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 reranker_app = typer.Typer(help="The cross-encoder reranker of the crossencoder tier: train it on an ontology.",
@@ -231,6 +234,50 @@ def view_create(
     from etlnorm.warehouse.views import create_table_view
 
     out.print(f"created view {create_table_view(ready_engine(), table, column, ontology, prefix)}")
+
+
+_TERM = Annotated[str, typer.Option("--term", help="The raw term, exactly as it appears in the table.")]
+_NOTE = Annotated[str | None, typer.Option(help="Why (kept with the decision).")]
+_CURATOR = Annotated[str | None, typer.Option(help="Who decided (default: the database user).")]
+_AS_SYNONYM = Annotated[bool, typer.Option("--as-synonym", help="Also add the term as a user synonym of the ID.")]
+
+
+def _curate(ontology: str, term: str, decision: str, ident: str | None, note: str | None, curator: str | None,
+            as_synonym: bool = False) -> None:  # fmt: skip
+    from etlnorm.db.engine import ready_engine
+    from etlnorm.ontology.curation import curate
+    from etlnorm.ontology.user_synonyms import UserSynonym, add_user_synonyms
+
+    engine = ready_engine()
+    recorded = curate(engine, ontology, term, decision, ident, curator, note)
+    if as_synonym:
+        add_user_synonyms(engine, ontology, [UserSynonym(term.strip(), recorded)], source="curation")
+    out.print(f"{decision} {term!r} -> {recorded} ({ontology}); the next `etlnorm run` writes it"
+              + (", and it is a user synonym now" if as_synonym else ""))  # fmt: skip
+
+
+@curate_app.command("set")
+def curate_set(ontology: _ONTOLOGY, term: _TERM,
+               ident: Annotated[str, typer.Option("--id", help="The right ID (alt IDs are followed).")],
+               note: _NOTE = None, curator: _CURATOR = None, as_synonym: _AS_SYNONYM = False) -> None:  # fmt: skip
+    """This term is that ID: written with method curated and confidence 1.0, above any automatic answer."""
+    _curate(ontology, term, "set-id", ident, note, curator, as_synonym)
+
+
+@curate_app.command("accept")
+def curate_accept(ontology: _ONTOLOGY, term: _TERM, note: _NOTE = None, curator: _CURATOR = None,
+                  as_synonym: _AS_SYNONYM = False) -> None:  # fmt: skip
+    """The term's current answer is right: it is kept as curated (method curated, confidence 1.0)."""
+    _curate(ontology, term, "accept", None, note, curator, as_synonym)
+
+
+@curate_app.command("reject")
+def curate_reject(ontology: _ONTOLOGY, term: _TERM,
+                  ident: Annotated[str | None, typer.Option("--id", help="The wrong ID (default: the current answer).")] = None,
+                  note: _NOTE = None, curator: _CURATOR = None) -> None:  # fmt: skip
+    """This ID is wrong for the term: it never comes back; reruns write the next candidate above
+    min_confidence, or abstain."""
+    _curate(ontology, term, "reject", ident, note, curator)
 
 
 @export_app.command("sssom")

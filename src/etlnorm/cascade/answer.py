@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Methods, in the order a reader meets them: lexical hits, LLM paths, retrieval, and the two non-answers.
+# Methods, in the order a reader meets them: a person's decision, lexical hits, LLM paths, retrieval, non-answers.
 # ``negated`` and ``multiple`` carry no ID by default: the term denies a finding, or lists several.
-METHODS = ("exact", "synonym", "fuzzy", "llm", "llm+retrieval", "rerank", "retrieval", "negated", "multiple", "none",
-           "empty")  # fmt: skip
+METHODS = ("curated", "exact", "synonym", "fuzzy", "llm", "llm+retrieval", "rerank", "crossencoder", "retrieval",
+           "negated", "multiple", "none", "empty")  # fmt: skip
 
 
 

@@ -35,6 +35,7 @@ from etlnorm.config import Settings, load_settings
 from etlnorm.db.engine import ready_engine
 from etlnorm.errors import ConfigError
 from etlnorm.llm.model import LanguageModel, load_from_settings
+from etlnorm.ontology.curation import Curated, curations
 from etlnorm.ontology.store import current_release
 from etlnorm.ontology.user_synonyms import user_synonyms, user_synonyms_tag
 
@@ -199,14 +200,30 @@ class Normalizer:
             if key and key not in items:
                 items[key] = WorkItem(key, term.strip())  # type: ignore[union-attr]
         self.run_tiers(list(items.values()))
+        curated = curations(self.engine, self.ontology, [t for t, k in zip(terms, keys, strict=True) if k])
         results = []
         for term, key in zip(terms, keys, strict=True):
             if not key:  # blank input is "empty"; input with no letters or digits (emoji, symbols) is "none"
                 blank = not isinstance(term, str) or not term.strip()
                 results.append(Answer(term, None, None, 0.0, "empty" if blank else "none"))
-            else:
-                results.append(replace(items[key].decision, term=term))  # type: ignore[type-var]
+                continue
+            answer = replace(items[key].decision, term=term)  # type: ignore[type-var]
+            results.append(self._curated(answer, curated[term]) if term in curated else answer)
         return results
+
+    def _curated(self, answer: Answer, curation: Curated) -> Answer:
+        """A person's decision over the cascade's: the curated ID (method ``curated``, confidence 1),
+        or, when the answer was rejected, the next candidate above ``min_confidence`` or none."""
+        if curation.positive:
+            if curation.id is None:  # curated ID obsolete with no replacement: never written silently
+                return Answer(answer.term, None, None, 0.0, "none", answer.candidates)
+            return Answer(answer.term, curation.id, curation.label, 1.0, "curated", answer.candidates)
+        if answer.id not in curation.rejected:
+            return answer
+        for cand in answer.candidates:
+            if cand.id not in curation.rejected and cand.score >= self.settings.min_confidence:
+                return Answer(answer.term, cand.id, cand.label, cand.score, answer.method, answer.candidates)
+        return Answer(answer.term, None, None, 0.0, "none", answer.candidates)
 
     def run_tiers(self, items: list[WorkItem]) -> None:
         """Run the cascade over distinct items, each tier on the items it acts on, then verify

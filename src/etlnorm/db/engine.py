@@ -82,7 +82,7 @@ def ready_engine(settings: Settings | None = None) -> Engine:
     engine = get_engine(settings)
     with engine.connect() as conn:
         # The newest object of the DDL: a database made by an older etlnorm gets the new parts too.
-        found = conn.execute(text("SELECT to_regclass('etlnorm.user_synonym') IS NOT NULL")).scalar()
+        found = conn.execute(text("SELECT to_regclass('etlnorm.curation') IS NOT NULL")).scalar()
     if not found:
         init_db(engine)
     return engine

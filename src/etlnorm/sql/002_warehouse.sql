@@ -43,13 +43,7 @@ CREATE TABLE IF NOT EXISTS etlnorm.run (
 );
 CREATE INDEX IF NOT EXISTS run_target_idx ON etlnorm.run (table_name, column_name, ontology, started_at DESC);
 
--- Mappings a person should look at: abstentions and low confidence.
-CREATE OR REPLACE VIEW etlnorm.mapping_review AS
-SELECT m.ontology, m.term, m.id, m.label, m.confidence, m.method, m.release, m.created_at
-FROM etlnorm.mapping m
-WHERE m.method = 'none' OR m.confidence < 0.7
-ORDER BY m.confidence, m.term;
-
+-- etlnorm.mapping_review (abstentions, low confidence, curated IDs gone obsolete): 005_curation.sql.
 -- Cached answers computed against an older release than the one loaded now.
 CREATE OR REPLACE VIEW etlnorm.stale_mapping AS
 SELECT m.ontology, m.term, m.release AS mapped_release, o.release AS current_release

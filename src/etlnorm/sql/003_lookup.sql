@@ -1,4 +1,4 @@
--- etlnorm.lookup(term, ontology): the cached mapping of a term, from inside SQL.
+-- etlnorm.word_key(): the normalized key of a term, from inside SQL (lookup() itself: 005_curation.sql).
 -- etlnorm.word_key() mirrors etlnorm.textnorm.word_key for the documented subset: NFKC, lower()
 -- for casefold(), Greek letters spelled out, every run of non-alphanumerics to one space, the
 -- same three plural rules. It agrees with Python on ASCII and Greek input (tested); for other
@@ -45,13 +45,3 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   WHERE w <> ''
 $$;
 
-CREATE OR REPLACE FUNCTION etlnorm.lookup(term text, ontology text)
-RETURNS TABLE (id text, label text, confidence real, method text, release text)
-LANGUAGE sql STABLE AS $$
-  SELECT m.id, m.label, m.confidence, m.method, m.release
-  FROM etlnorm.mapping m
-  WHERE m.ontology = $2
-    AND (m.term_md5 = md5($1)::uuid OR m.norm_term IN ('sym:' || btrim($1), etlnorm.word_key($1)))
-  ORDER BY m.term_md5 = md5($1)::uuid DESC, m.norm_term LIKE 'sym:%' DESC, m.confidence DESC
-  LIMIT 1
-$$;

@@ -3,9 +3,9 @@
 Each distinct raw term is a literal subject (``subject_type`` rdfs literal, ``subject_label``); the
 object is the current ID as a CURIE (HGNC: the accession, ``HGNC:11998``, labelled ``TP53``). Rules:
 
-- ``predicate_id``: ``skos:exactMatch`` when the term spells a label or synonym (``exact``,
-  ``synonym``), ``skos:closeMatch`` for every inferred answer (fuzzy, retrieval, LLM, rerankers).
-- ``mapping_justification`` (semapv): ``LexicalMatching`` for exact/synonym,
+- ``predicate_id``: ``skos:exactMatch`` for curated terms and terms that spell a label or synonym
+  (``exact``, ``synonym``), ``skos:closeMatch`` for every inferred answer (fuzzy, retrieval, LLM, rerankers).
+- ``mapping_justification`` (semapv): ``ManualMappingCuration`` for curated terms, ``LexicalMatching`` for exact/synonym,
   ``LexicalSimilarityThresholdMatching`` for fuzzy, ``SemanticSimilarityThresholdMatching`` for
   dense retrieval and the cross-encoder, ``CompositeMatching`` where two methods combine
   (``llm+retrieval``, the LLM reranker), ``UnspecifiedMatching`` for LLM generation (semapv has no
@@ -32,9 +32,9 @@ from etlnorm.ontology.store import current_release
 from etlnorm.warehouse.catalog import find_table, require_text_column
 
 NO_TERM = "sssom:NoTermFound"
-EXACT = {"exact", "synonym"}
+EXACT = {"curated", "exact", "synonym"}
 JUSTIFICATION = {
-    "exact": "LexicalMatching", "synonym": "LexicalMatching", "fuzzy": "LexicalSimilarityThresholdMatching",
+    "curated": "ManualMappingCuration", "exact": "LexicalMatching", "synonym": "LexicalMatching", "fuzzy": "LexicalSimilarityThresholdMatching",
     "retrieval": "SemanticSimilarityThresholdMatching", "crossencoder": "SemanticSimilarityThresholdMatching",
     "llm+retrieval": "CompositeMatching", "rerank": "CompositeMatching", "llm": "UnspecifiedMatching",
     "negated": "LexicalMatching", "multiple": "LexicalMatching", "none": "SemanticSimilarityThresholdMatching",
@@ -59,13 +59,22 @@ def cached_mappings(engine: Engine, ontology: str, table: str | None = None, col
         if table is not None:
             found = find_table(conn, table)
             require_text_column(found, column)  # type: ignore[arg-type]
-            scope = sql.SQL(" AND m.term_md5 IN (SELECT DISTINCT md5(t.{col})::uuid FROM {tbl} t)").format(
+            scope = sql.SQL(" WHERE md5(u.term)::uuid IN (SELECT DISTINCT md5(s.{col})::uuid FROM {tbl} s)").format(
                 col=sql.Identifier(column), tbl=found.ident  # type: ignore[arg-type]
             )
+        # A standing curation replaces the term's cached answer (and counts before the next run).
         query = sql.SQL(
-            "SELECT m.term, m.id, m.label, m.confidence, m.method, m.model, m.created_at::date, t.accession"
-            " FROM etlnorm.mapping m LEFT JOIN etlnorm.term t ON t.ontology = m.ontology AND t.id = m.id"
-            " WHERE m.ontology = %(o)s AND m.release = %(r)s AND m.method <> 'empty'{scope} ORDER BY m.term"
+            "WITH cur AS (SELECT k.term, k.id, l.label, 1.0::real AS confidence,"
+            "   CASE WHEN k.id IS NULL THEN 'none' ELSE 'curated' END AS method,"
+            "   'curated by ' || k.curator AS model, k.at AS created_at"
+            "   FROM etlnorm.curated k LEFT JOIN etlnorm.term l ON l.ontology = k.ontology AND l.id = k.id"
+            "   WHERE k.ontology = %(o)s),"
+            " auto AS (SELECT m.term, m.id, m.label, m.confidence, m.method, m.model, m.created_at"
+            "   FROM etlnorm.mapping m WHERE m.ontology = %(o)s AND m.release = %(r)s AND m.method <> 'empty'"
+            "   AND NOT EXISTS (SELECT 1 FROM cur WHERE cur.term = m.term))"
+            " SELECT u.term, u.id, u.label, u.confidence, u.method, u.model, u.created_at::date AS created_at,"
+            "   t.accession FROM (SELECT * FROM cur UNION ALL SELECT * FROM auto) u"
+            " LEFT JOIN etlnorm.term t ON t.ontology = %(o)s AND t.id = u.id{scope} ORDER BY u.term"
         ).format(scope=scope)
         cursor = raw(conn).execute(query, {"o": ontology, "r": release})
         names = [d.name for d in cursor.description]

@@ -1,0 +1,82 @@
+"""Curation: a person's decisions on raw terms, which every answer etlnorm writes puts first.
+
+Decisions live in ``etlnorm.curation`` (``sql/005_curation.sql``), one row each, never replaced, so
+the history stays. The database does the bookkeeping, so plain SQL inserts work like the commands:
+an accept or reject without an ID takes the term's cached answer, an ID must be current, and each
+decision drops the term's cached answer so the next run recomputes it. Views ``etlnorm.curated``
+and ``etlnorm.rejected`` resolve curated IDs through alt IDs and replacements on every read, so a
+curation follows new releases; one gone obsolete without replacement is listed in
+``etlnorm.mapping_review`` and not written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from etlnorm.errors import OntologyError
+from etlnorm.ontology.store import current_release
+
+log = logging.getLogger(__name__)
+
+DECISIONS = ("accept", "reject", "set-id")
+
+
+@dataclass(frozen=True)
+class Curated:
+    """A term's standing curation: the curated ID (resolved to today's; None when it became
+    obsolete without replacement, or when only rejections exist) and the IDs rejected for it."""
+
+    id: str | None = None
+    label: str | None = None
+    positive: bool = False  # an accept or set-id stands
+    rejected: frozenset[str] = field(default_factory=frozenset)
+
+
+def curate(engine: Engine, ontology: str, term: str, decision: str, ident: str | None = None,
+           curator: str | None = None, note: str | None = None) -> str:  # fmt: skip
+    """Record one decision; returns the ID it concerns (the cached answer's for accept/reject
+    without ``ident``). Errors from the database's checks come back as one line."""
+    if decision not in DECISIONS:
+        raise OntologyError(f"decision must be one of {', '.join(DECISIONS)}")
+    if not term or not term.strip():
+        raise OntologyError("the term to curate is empty")
+    try:
+        with engine.begin() as conn:
+            current_release(conn, ontology)
+            return conn.execute(
+                text("INSERT INTO etlnorm.curation (ontology, term, decision, id, curator, note)"
+                     " VALUES (:o, :t, :d, :i, coalesce(:c, current_user), :n) RETURNING id"),
+                {"o": ontology, "t": term, "d": decision, "i": ident, "c": curator, "n": note},
+            ).scalar_one()  # fmt: skip
+    except DBAPIError as exc:
+        message = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
+        raise OntologyError(message.removeprefix("etlnorm: ")) from exc
+
+
+def curations(engine: Engine, ontology: str, terms: Collection[str]) -> dict[str, Curated]:
+    """The standing curation of each of ``terms`` that has one, in two set-based queries."""
+    wanted = sorted({t for t in terms if t})
+    if not wanted:
+        return {}
+    with engine.connect() as conn:
+        positive = conn.execute(
+            text("SELECT k.term, k.id, t.label FROM etlnorm.curated k LEFT JOIN etlnorm.term t"
+                 " ON t.ontology = k.ontology AND t.id = k.id WHERE k.ontology = :o AND k.term = ANY(:t)"),
+            {"o": ontology, "t": wanted},
+        ).all()  # fmt: skip
+        rejected = conn.execute(
+            text("SELECT term, array_agg(id) FROM etlnorm.rejected WHERE ontology = :o AND term = ANY(:t) GROUP BY term"),
+            {"o": ontology, "t": wanted},
+        ).all()  # fmt: skip
+    out = {term: Curated(rejected=frozenset(ids)) for term, ids in rejected}
+    for term, ident, label in positive:
+        out[term] = Curated(ident, label, True, out.get(term, Curated()).rejected)
+        if ident is None:
+            log.warning("curated %s ID of %r is obsolete with no replacement: not written (see etlnorm.mapping_review)",
+                        ontology, term[:80])  # fmt: skip
+    return out
