@@ -36,6 +36,7 @@ from etlnorm.cascade.normalizer import Normalizer
 from etlnorm.config import load_settings
 from etlnorm.db.engine import ready_engine
 from etlnorm.experiment.evaluate import evaluate
+from etlnorm.finetune.encoder import check_not_trained_on
 
 DEFAULT = ["lexical", "fuzzy", "retrieval"]
 
@@ -89,6 +90,8 @@ def main() -> None:
         if folder:
             print(f"{folder}: {trained_seconds(folder)}")
     for protocol in args.protocols:
+        for folder in (args.encoder, args.reranker):  # a model trained on another split would inflate the figures
+            check_not_trained_on(folder, args.ontology, protocol, args.seed)
         split = heldout_split(engine, args.ontology, protocol, seed=args.seed)
         test = split.test if not args.limit else random.Random(args.seed).sample(split.test, args.limit)
         queries, gold = [q for q, _ in test], [g for _, g in test]

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from etlnorm.cascade.encoder import fingerprint
 from etlnorm.cascade.heldout import heldout_split, string_key
 from etlnorm.cascade.normalizer import Normalizer
 from etlnorm.cascade.retrieval import current_labels
@@ -18,6 +19,7 @@ from etlnorm.finetune.encoder import (
     check_not_trained_on,
     finetune_encoder,
     training_pairs,
+    write_metadata,
 )
 
 
@@ -54,6 +56,9 @@ def test_a_tiny_fine_tune_writes_a_model_the_normalizer_uses(engine, split, tmp_
     assert meta["pairs"] == 200 and meta["ontology"] == "hp" and meta["base_fingerprint"]
     assert meta["hyperparameters"]["batch_size"] == 16 and meta["strings"] == len(set(view))
     assert (out / "config.json").is_file() and any(out.glob("*.safetensors"))
+    before = fingerprint(out)
+    write_metadata(out, {**meta, "heldout_metrics": {"stock": {"acc_at_1": 0.5}}})
+    assert fingerprint(out) == before  # adding figures to the metadata does not make its indexes stale
 
     settings = load_settings().model_copy(update={"encoder_models": {"hp": str(out)}})
     tuned = Normalizer("hp", engine, settings, strings=view)

@@ -29,11 +29,12 @@ def model_path(configured: str | None) -> Path:
 
 
 def fingerprint(path: Path) -> str:
-    """Identifies a model by its config and weight files' sizes: an index built with another model is stale."""
+    """Identifies a model by its config and weight files' sizes: an index built with another model is stale.
+    etlnorm's own metadata beside it (``etlnorm-*.json``, rewritten with held-out figures) is not the model."""
     digest = hashlib.sha256()
     for name in sorted(os.listdir(path)):
         file = path / name
-        if file.is_file():
+        if file.is_file() and not name.startswith("etlnorm-"):
             digest.update(f"{name}:{file.stat().st_size}".encode())
             if file.suffix == ".json" and file.stat().st_size < 1 << 20:
                 digest.update(file.read_bytes())
