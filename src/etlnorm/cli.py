@@ -494,8 +494,10 @@ def evaluate_cmd(
     limit: Annotated[int | None, typer.Option(help="Score a seeded sample of this many held-out queries.")] = None,
     labels_only: _LABELS_ONLY = False,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the numbers here as JSON.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also draw the reliability diagram (precision by confidence bin, per method) into this PNG.")] = None,
 ) -> None:  # fmt: skip
-    """Accuracy@1, accuracy@5, coverage and accuracy by confidence threshold, overall and per method.
+    """Accuracy@1, accuracy@5, coverage, precision by confidence threshold and expected calibration
+    error (ECE), overall and per method.
 
     Score a gold file (--input), or a held-out protocol (--protocol): strings no part of etlnorm
     was indexed on, so the figures measure normalization rather than recall of seen strings.
@@ -523,9 +525,10 @@ def evaluate_cmd(
         f"({result.gold_resolved} gold IDs resolved to their current ID, {result.gold_unusable} unusable)"
     )
     groups = [result.overall, *result.by_method]
-    summary = Table("method", "rows", "accuracy@1", "accuracy@5", "coverage", title="accuracy")
+    summary = Table("method", "rows", "accuracy@1", "accuracy@5", "coverage", "ECE", title="accuracy")
     for s in groups:
-        summary.add_row(s.method, str(s.rows), _fmt(s.accuracy_at_1), _fmt(s.accuracy_at_5), _fmt(s.coverage))
+        summary.add_row(s.method, str(s.rows), _fmt(s.accuracy_at_1), _fmt(s.accuracy_at_5), _fmt(s.coverage),
+                        _fmt(s.calibration_error))  # fmt: skip
     out.print(summary)
     by_threshold = Table("confidence ≥", *(s.method for s in groups), title="coverage / precision above threshold")
     for i, threshold in enumerate(r.threshold for r in result.overall.thresholds):
@@ -538,6 +541,14 @@ def evaluate_cmd(
         except OSError as exc:
             raise EtlnormError(f"cannot write {json_file}: {exc.strerror or exc}") from exc
         out.print(f"wrote {json_file}")
+    if plot is not None:
+        from etlnorm.experiment.plots import plot_reliability
+
+        try:
+            plot_reliability(groups, plot, f"{ontology} {normalizer.release}: reliability")
+        except OSError as exc:
+            raise EtlnormError(f"cannot write {plot}: {exc.strerror or exc}") from exc
+        out.print(f"wrote {plot}")
 
 
 def _training_split(ontology: str, protocol: str, seed: int):

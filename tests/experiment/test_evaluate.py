@@ -53,6 +53,25 @@ def test_scores_by_hand():
     assert json.loads(json.dumps(result.as_dict()))["overall"]["accuracy_at_1"] == pytest.approx(2 / 6)
 
 
+def test_calibration_error_and_reliability_bins_by_hand(tmp_path):
+    # 0.95-bin: 4 answers at 0.95, 2 right (precision 0.5); 0.65-bin: 2 at 0.65, both right.
+    mappings = [m("A", 0.95, "retrieval")] * 4 + [m("A", 0.65, "retrieval")] * 2 + [m(None, 0.3, "none")]
+    gold = ["A", "A", "X", "X", "A", "A", "A"]
+    overall = evaluate(mappings, gold, "hp").overall
+    assert [(b.low, b.answered, b.precision) for b in overall.bins] == [(0.6, 2, 1.0), (0.9, 4, 0.5)]
+    assert overall.bins[1].mean_confidence == pytest.approx(0.95)
+    assert overall.calibration_error == pytest.approx((2 * 0.35 + 4 * 0.45) / 6)  # abstentions not counted
+    none = {s.method: s for s in evaluate(mappings, gold, "hp").by_method}["none"]
+    assert none.bins == [] and none.calibration_error is None
+    perfect = evaluate([m("A", 1.0, "exact")] * 3, ["A"] * 3, "hp").overall
+    assert perfect.calibration_error == pytest.approx(0.0)
+
+    from etlnorm.experiment.plots import plot_reliability
+
+    path = plot_reliability([overall, none], tmp_path / "reliability.png", "by hand")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
 def test_read_table_formats_and_errors(tmp_path):
     frame = pl.DataFrame({"term": ["Seizure", "a, b"], "gold": ["HP:0001250", None], "n": [1, 2]})
     frame.write_csv(tmp_path / "t.csv")
@@ -106,7 +125,8 @@ def test_evaluate_command(engine, hp_labels, gold_cases, tmp_path):
     pl.DataFrame({"raw": [r[0] for r in rows], "gold": [r[1] for r in rows]}).write_csv(tmp_path / "gold.csv")
     done = subprocess.run(
         [sys.executable, "-m", "etlnorm", "evaluate", "--ontology", "hp", "--input", str(tmp_path / "gold.csv"),
-         "--term-column", "raw", "--id-column", "gold", "--labels-only", "--json", str(tmp_path / "out.json")],
+         "--term-column", "raw", "--id-column", "gold", "--labels-only", "--json", str(tmp_path / "out.json"),
+         "--plot", str(tmp_path / "reliability.png")],
         capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -124,3 +144,6 @@ def test_evaluate_command(engine, hp_labels, gold_cases, tmp_path):
     assert by_method["exact"]["rows"] == 4 and by_method["exact"]["accuracy_at_1"] == pytest.approx(3 / 4)
     assert by_method["synonym"]["accuracy_at_1"] == 1.0 and by_method["none"]["coverage"] == 0.0
     assert len(result["overall"]["thresholds"]) == 10
+    assert "ECE" in done.stdout and (tmp_path / "reliability.png").stat().st_size > 5000
+    exact = by_method["exact"]  # 4 exact answers at one confidence, 3 right: ECE is that gap
+    assert exact["calibration_error"] == pytest.approx(abs(0.75 - exact["bins"][0]["mean_confidence"]))

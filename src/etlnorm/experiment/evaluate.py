@@ -14,6 +14,7 @@ from etlnorm.cascade.answer import METHODS, Answer
 
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5, 0.55 ... 0.95
 TOP_K = 5
+BINS = 10  # reliability diagram bins
 @dataclass(frozen=True, slots=True)
 class Scored:
     """One row's outcome."""
@@ -34,6 +35,17 @@ class AtThreshold:
 
 
 @dataclass(frozen=True, slots=True)
+class Bin:
+    """Answers whose confidence falls in [low, high): does their precision match their confidence?"""
+
+    low: float
+    high: float
+    answered: int
+    mean_confidence: float
+    precision: float
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     """Scores of a group of rows: all of them, or those one method answered."""
 
@@ -43,6 +55,8 @@ class Summary:
     accuracy_at_5: float
     coverage: float
     thresholds: list[AtThreshold] = field(default_factory=list)
+    bins: list[Bin] = field(default_factory=list)  # the reliability diagram's points
+    calibration_error: float | None = None  # expected calibration error over ``bins``; None: nothing answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +89,23 @@ def summarize(method: str, rows: Sequence[Scored]) -> Summary:
         above = [r for r in rows if r.answered and r.confidence >= t - 1e-9]
         precision = sum(r.correct for r in above) / len(above) if above else None
         thresholds.append(AtThreshold(t, len(above), len(above) / n, precision))
+    bins, ece = reliability([r for r in rows if r.answered])
     return Summary(method, n, sum(r.correct for r in rows) / n, sum(r.in_top_k for r in rows) / n,
-                   sum(r.answered for r in rows) / n, thresholds)  # fmt: skip
+                   sum(r.answered for r in rows) / n, thresholds, bins, ece)  # fmt: skip
+
+
+def reliability(answered: Sequence[Scored], n_bins: int = BINS) -> tuple[list[Bin], float | None]:
+    """Equal-width confidence bins of the answered rows, and the expected calibration error:
+    the answer-weighted mean gap between each bin's precision and its mean confidence."""
+    if not answered:
+        return [], None
+    groups: list[list[Scored]] = [[] for _ in range(n_bins)]
+    for r in answered:
+        groups[min(n_bins - 1, max(0, int(r.confidence * n_bins)))].append(r)
+    bins = [Bin(i / n_bins, (i + 1) / n_bins, len(g), sum(r.confidence for r in g) / len(g),
+                sum(r.correct for r in g) / len(g)) for i, g in enumerate(groups) if g]  # fmt: skip
+    ece = sum(b.answered * abs(b.precision - b.mean_confidence) for b in bins) / len(answered)
+    return bins, ece
 
 
 def evaluate(

@@ -86,3 +86,30 @@ def plot_summary(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_reliability(summaries: Sequence[Any], path: Path, title: str) -> Path:
+    """Reliability diagram: per method, each confidence bin's precision against its mean confidence
+    (on the diagonal = confidence means precision), point size by answers."""
+    shown = [s for s in summaries if s.bins]
+    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(3.6 * max(1, len(shown)), 3.8), squeeze=False)
+    for ax, summary in zip(axes[0], shown, strict=False):
+        xs = [b.mean_confidence for b in summary.bins]
+        ys = [b.precision for b in summary.bins]
+        sizes = [12 + 120 * b.answered / max(x.answered for x in summary.bins) for b in summary.bins]
+        ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
+        ax.plot(xs, ys, "-", color="#1f77b4", linewidth=1)
+        ax.scatter(xs, ys, s=sizes, color="#1f77b4", zorder=3)
+        ax.set_title(f"{summary.method} (n={sum(b.answered for b in summary.bins)}, ECE {summary.calibration_error:.3f})",
+                     fontsize=9)  # fmt: skip
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("confidence")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("precision of the IDs written")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
