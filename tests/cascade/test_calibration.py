@@ -45,15 +45,16 @@ def test_save_load_apply_per_method_and_release(tmp_path) -> None:
     s2, c2 = _gold(300, 2)
     rows = [("llm", float(s), bool(c)) for s, c in zip(s1, c1, strict=True)]
     rows += [("rerank", float(s) / 3, bool(c)) for s, c in zip(s2, c2, strict=True)]
-    cal = fit_calibration("hp", "hp/releases/2025-01-16", rows)
+    cal = fit_calibration("hp", "hp/releases/2025-01-16", rows, key="routeA")
     path = save_calibration(cal, tmp_path)
     assert path.is_file() and path.parent.name == "hp"
-    back = load_calibration(tmp_path, "hp", "hp/releases/2025-01-16")
+    assert load_calibration(tmp_path, "hp", "hp/releases/2025-01-16", "routeB") is None  # another configuration
+    back = load_calibration(tmp_path, "hp", "hp/releases/2025-01-16", "routeA")
     assert isinstance(back, Calibration) and set(back.curves) == {"llm", "rerank"}
     for method in ("llm", "rerank"):
         assert back.apply(method, 0.3) == pytest.approx(cal.apply(method, 0.3))
     assert back.apply("exact", 1.0) == 1.0  # uncalibrated methods pass through
-    assert load_calibration(tmp_path, "hp", "another-release") is None
+    assert back.key == "routeA" and load_calibration(tmp_path, "hp", "another-release", "routeA") is None
     assert 0 <= back.apply("llm", 2.5) <= 1
 
 

@@ -109,6 +109,10 @@ def _check_calibration(engine, terms, gold, gold_file):
     assert all(0.0 <= y <= 1.0 for y in ys) and ys == sorted(ys)
     calibrated = Normalizer("hp", engine, load_settings(), variant="labels")
     assert calibrated.calibration is not None
+    # Fitted under the shipped route and retrieval set-up: not applied under another route or without characters.
+    assert Normalizer("hp", engine, load_settings(), variant="labels", route=["lexical", "retrieval"]).calibration is None
+    other = load_settings().model_copy(update={"char_tier": False})
+    assert Normalizer("hp", engine, other, variant="labels").calibration is None
     raw = Normalizer("hp", engine, load_settings().model_copy(update={"min_confidence": 0.0}), variant="labels",
                      calibrated=False)  # fmt: skip
     for before, after in zip(raw.normalize(terms[:20]), calibrated.normalize(terms[:20]), strict=True):

@@ -3,12 +3,14 @@
 A softmax score, a sequence probability and a cosine similarity are not comparable, and none is a
 probability of being right. Fitted on a gold set, a monotone map per method turns each into the
 precision observed at that score, so one abstain threshold means the same thing for every path.
-A map is stored as its isotonic breakpoints (JSON), next to the ontology release it was fitted on.
+A map is stored as its isotonic breakpoints (JSON), keyed by the ontology release and by the
+normalizer's models (route, encoder and reranker fingerprints, LLM and adapter): curves fitted under
+one configuration are never applied under another.
 
 ``fit_from_gold`` (``etlnorm calibrate``) runs an uncalibrated, non-abstaining normalizer on gold
 terms, so every method's raw scores are seen, marks each answer right or wrong against the resolved
-gold ID and fits one curve per method; normalizers of that release pick the curves up from
-``ETLNORM_HOME/calibration``.
+gold ID and fits one curve per method; normalizers of that release and configuration pick the
+curves up from ``ETLNORM_HOME/calibration``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Calibration:
     ontology: str
     release: str
     curves: dict[str, Curve] = field(default_factory=dict)
+    key: str = ""  # the normalizer configuration it was fitted under (``Normalizer.calibration_key``)
 
     def apply(self, method: str, score: float) -> float:
         """Estimated precision of an answer of ``method`` with raw ``score``; the score itself when
@@ -67,28 +70,29 @@ def fit_curve(scores: Sequence[float], correct: Sequence[bool | int]) -> Curve:
     return Curve(tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)), len(x))
 
 
-def fit_calibration(ontology: str, release: str, rows: Iterable[tuple[str, float, bool]]) -> Calibration:
+def fit_calibration(ontology: str, release: str, rows: Iterable[tuple[str, float, bool]], key: str = "") -> Calibration:
     """One curve per method from (method, raw score, answer was correct) rows."""
     by_method: dict[str, tuple[list[float], list[bool]]] = {}
     for method, score, ok in rows:
         xs, ys = by_method.setdefault(method, ([], []))
         xs.append(float(score))
         ys.append(bool(ok))
-    return Calibration(ontology, release, {m: fit_curve(xs, ys) for m, (xs, ys) in by_method.items()})
+    return Calibration(ontology, release, {m: fit_curve(xs, ys) for m, (xs, ys) in by_method.items()}, key)
 
 
-def _path(folder: Path, ontology: str, release: str) -> Path:
+def _path(folder: Path, ontology: str, release: str, key: str) -> Path:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", release)
-    return Path(folder).expanduser() / ontology / f"{safe}.calibration.json"
+    return Path(folder).expanduser() / ontology / f"{safe}-{key or 'any'}.calibration.json"
 
 
 def save_calibration(calibration: Calibration, folder: Path) -> Path:
-    """Write ``folder/<ontology>/<release>.calibration.json``; returns the path."""
-    path = _path(folder, calibration.ontology, calibration.release)
+    """Write ``folder/<ontology>/<release>-<key>.calibration.json``; returns the path."""
+    path = _path(folder, calibration.ontology, calibration.release, calibration.key)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "ontology": calibration.ontology,
         "release": calibration.release,
+        "key": calibration.key,
         "curves": {m: {"x": list(c.x), "y": list(c.y), "n": c.n} for m, c in calibration.curves.items()},
     }
     tmp = path.with_suffix(".tmp")
@@ -97,14 +101,15 @@ def save_calibration(calibration: Calibration, folder: Path) -> Path:
     return path
 
 
-def load_calibration(folder: Path, ontology: str, release: str) -> Calibration | None:
-    """The calibration fitted on this release, None when there is none (a new release needs a new fit)."""
-    path = _path(folder, ontology, release)
+def load_calibration(folder: Path, ontology: str, release: str, key: str = "") -> Calibration | None:
+    """The calibration fitted on this release under this configuration ``key``; None when there is
+    none (a new release, encoder, route or adapter needs a new fit)."""
+    path = _path(folder, ontology, release, key)
     if not path.is_file():
         return None
     doc = json.loads(path.read_text())
     curves = {m: Curve(tuple(c["x"]), tuple(c["y"]), int(c.get("n", 0))) for m, c in doc["curves"].items()}
-    return Calibration(doc["ontology"], doc["release"], curves)
+    return Calibration(doc["ontology"], doc["release"], curves, doc.get("key", ""))
 
 
 def calibration_folder(settings: Settings) -> Path:
@@ -120,6 +125,8 @@ class RawNormalizer(Protocol):
 
     def normalize(self, terms: Sequence[str | None]) -> list[Answer]: ...
 
+    def calibration_key(self) -> str: ...
+
 
 def fit_from_gold(normalizer: RawNormalizer, terms: Sequence[str | None], gold: Sequence[str | None],
                   folder: Path) -> tuple[Calibration, Path]:  # fmt: skip
@@ -134,5 +141,5 @@ def fit_from_gold(normalizer: RawNormalizer, terms: Sequence[str | None], gold: 
             if g is not None and a.id is not None]  # fmt: skip
     if not rows:
         raise EtlnormError("no gold row was both scorable and answered: nothing to calibrate on")
-    calibration = fit_calibration(normalizer.ontology, normalizer.release, rows)
+    calibration = fit_calibration(normalizer.ontology, normalizer.release, rows, normalizer.calibration_key())
     return calibration, save_calibration(calibration, folder)

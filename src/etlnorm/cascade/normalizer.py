@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -15,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from etlnorm.cascade.answer import Answer, Candidate, WorkItem
-from etlnorm.cascade.calibration import calibration_folder, load_calibration
+from etlnorm.cascade.calibration import Calibration, calibration_folder, load_calibration
 from etlnorm.cascade.chars import CharIndex
 from etlnorm.cascade.crossencoder import POOL, CrossEncoderTier, load_reranker, strings_by_id
 from etlnorm.cascade.encoder import Encoder, fingerprint, load_encoder, model_path
@@ -68,9 +69,14 @@ class Normalizer:
         self.route = check_route(ontology, route or self.settings.routing.get(ontology, ["lexical", "fuzzy", "retrieval"]))
         self._tiers = list(tiers) if tiers is not None else None
         self._lm = lm
-        self.calibration = (
-            load_calibration(calibration_folder(self.settings), ontology, self.release) if calibrated else None
-        )
+        self.calibrated = calibrated
+
+    @cached_property
+    def calibration(self) -> Calibration | None:
+        """The curves fitted for this release and configuration, if any (read on first use)."""
+        if not self.calibrated:
+            return None
+        return load_calibration(calibration_folder(self.settings), self.ontology, self.release, self.calibration_key())
 
     @cached_property
     def lexicon(self) -> Lexicon:
@@ -186,6 +192,12 @@ class Normalizer:
             parts.append(f"lm={self.settings.llm_model or 'SmolLM2-135M-Instruct'}")
             adapter = self.settings.llm_adapters.get(self.ontology)
         return "+".join(parts), adapter
+
+    def calibration_key(self) -> str:
+        """Names the configuration raw scores depend on (route, index variant, encoder, reranker,
+        LLM, adapter): a calibration fitted under another one is not applied."""
+        models, adapter = self.provenance()
+        return hashlib.sha256(f"{models}|{adapter}".encode()).hexdigest()[:12]
 
     def key(self, term: str) -> str:
         """The normalized string under which a term is computed and cached."""
