@@ -16,11 +16,12 @@ curves up from ``ETLNORM_HOME/calibration``.
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
@@ -68,6 +69,28 @@ def fit_curve(scores: Sequence[float], correct: Sequence[bool | int]) -> Curve:
         raise ValueError("calibration needs as many correctness flags as scores, and at least one")
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0, increasing=True).fit(x, y)
     return Curve(tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)), len(x))
+
+
+MIN_COUNT = 50  # answers a method needs for a curve of its own; below it the pooled curve of all methods
+
+
+def calibration_bins(confidences: Sequence[float], correct: Sequence[bool], n_bins: int = 10
+                     ) -> list[tuple[float, float, int, float, float]]:  # fmt: skip
+    """Equal-width confidence bins: (low, high, answers, mean confidence, precision), empty bins left out."""
+    groups: list[list[int]] = [[] for _ in range(n_bins)]
+    for i, c in enumerate(confidences):
+        groups[min(n_bins - 1, max(0, int(c * n_bins)))].append(i)
+    return [(b / n_bins, (b + 1) / n_bins, len(g), sum(confidences[i] for i in g) / len(g),
+             sum(bool(correct[i]) for i in g) / len(g)) for b, g in enumerate(groups) if g]  # fmt: skip
+
+
+def calibration_error(confidences: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> float | None:
+    """Expected calibration error: the answer-weighted gap between each bin's precision and its
+    mean confidence; None without answers."""
+    if not confidences:
+        return None
+    bins = calibration_bins(confidences, correct, n_bins)
+    return sum(n * abs(p - c) for _, _, n, c, p in bins) / len(confidences)
 
 
 def fit_calibration(ontology: str, release: str, rows: Iterable[tuple[str, float, bool]], key: str = "") -> Calibration:
@@ -143,3 +166,38 @@ def fit_from_gold(normalizer: RawNormalizer, terms: Sequence[str | None], gold: 
         raise EtlnormError("no gold row was both scorable and answered: nothing to calibrate on")
     calibration = fit_calibration(normalizer.ontology, normalizer.release, rows, normalizer.calibration_key())
     return calibration, save_calibration(calibration, folder)
+
+
+def fit_heldout(normalizer: RawNormalizer, queries: Sequence[str], gold: Sequence[str], key: str, folder: Path,
+                seed: int = 13) -> tuple[Calibration, dict[str, dict[str, Any]], Path]:  # fmt: skip
+    """Self-supervised calibration: run ``normalizer`` (raw, non-abstaining, over strings that
+    exclude ``queries``) on held-out strings with known IDs, fit one curve per method on a seeded
+    half and report each method's expected calibration error, raw and calibrated, on the other.
+    Stored under ``key``: the configuration of the normalizer it is meant for (whose index holds
+    every string), not the held-out one's."""
+    answers = normalizer.normalize(list(queries))
+    rows = [(a.method, float(a.confidence), a.id == g) for a, g in zip(answers, gold, strict=True) if a.id is not None]
+    if len(rows) < 2:
+        raise EtlnormError("fewer than two held-out answers: nothing to calibrate on")
+    random.Random(seed).shuffle(rows)
+    fit, held = rows[0::2], rows[1::2]
+    pooled = fit_curve([r[1] for r in fit], [r[2] for r in fit])
+    curves = {}
+    for method in sorted({m for m, _, _ in fit}):
+        mine = [r for r in fit if r[0] == method]
+        own = len(mine) >= MIN_COUNT
+        curves[method] = fit_curve([r[1] for r in mine], [r[2] for r in mine]) if own else pooled
+    calibration = Calibration(normalizer.ontology, normalizer.release, curves, key)
+    report: dict[str, dict[str, Any]] = {}
+    for method in sorted({m for m, _, _ in rows}):
+        test = [r for r in held if r[0] == method]
+        raw = [r[1] for r in test]
+        calibrated = [calibration.apply(method, x) for x in raw]
+        report[method] = {
+            "fitted_on": sum(r[0] == method for r in fit), "own_curve": int(sum(r[0] == method for r in fit) >= MIN_COUNT),
+            "scored_on": len(test), "ece_raw": calibration_error(raw, [r[2] for r in test]),
+            "ece_calibrated": calibration_error(calibrated, [r[2] for r in test]),
+            "bins": calibration_bins(calibrated, [r[2] for r in test]),
+        }  # fmt: skip
+    return calibration, report, save_calibration(calibration, folder)
+

@@ -42,7 +42,7 @@ from typing import NamedTuple
 from sqlalchemy import Engine, text
 
 from etlnorm.cascade.textnorm import word_key
-from etlnorm.cascade.variants import same_string, typo
+from etlnorm.cascade.variants import same_string, typo, variants
 from etlnorm.ontology.store import current_release
 
 PROTOCOLS = ("synonym", "concept", "layperson", "typo")
@@ -231,3 +231,21 @@ def disjoint(heldout: HeldOut, key: Callable[[str], str] = string_key) -> bool:
     """No test query is (case- and space-insensitively, or by ``key``) a train string of any ID."""
     train_keys = {key(s) for _, s in heldout.train}
     return not any(key(query) in train_keys for query, _ in heldout.test)
+
+
+def calibration_set(engine: Engine, ontology: str, seed: int = 13, limit: int | None = None
+                    ) -> tuple[list[tuple[str, str]], list[str], list[str]]:  # fmt: skip
+    """(train strings, queries, gold IDs) to calibrate on: the synonym split's held-out strings
+    (a seeded sample of ``limit``) and one seeded variant (typo, inversion, hedge, ...) of every
+    other one, none of them a train string."""
+    split = heldout_split(engine, ontology, "synonym", seed=seed)
+    rng = random.Random(seed)
+    test = split.test if limit is None or limit >= len(split.test) else rng.sample(split.test, limit)
+    known = {string_key(s) for _, s in split.train}
+    pairs = list(test)
+    for query, gold in test[::2]:
+        made = [v for _, v in variants(query, rng) if string_key(v) not in known]
+        if made:
+            pairs.append((rng.choice(made), gold))
+    return list(split.train), [q for q, _ in pairs], [g for _, g in pairs]
+

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from etlnorm.cascade.answer import METHODS, Answer
+from etlnorm.cascade.calibration import calibration_bins, calibration_error
 
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5, 0.55 ... 0.95
 TOP_K = 5
@@ -95,17 +96,10 @@ def summarize(method: str, rows: Sequence[Scored]) -> Summary:
 
 
 def reliability(answered: Sequence[Scored], n_bins: int = BINS) -> tuple[list[Bin], float | None]:
-    """Equal-width confidence bins of the answered rows, and the expected calibration error:
-    the answer-weighted mean gap between each bin's precision and its mean confidence."""
-    if not answered:
-        return [], None
-    groups: list[list[Scored]] = [[] for _ in range(n_bins)]
-    for r in answered:
-        groups[min(n_bins - 1, max(0, int(r.confidence * n_bins)))].append(r)
-    bins = [Bin(i / n_bins, (i + 1) / n_bins, len(g), sum(r.confidence for r in g) / len(g),
-                sum(r.correct for r in g) / len(g)) for i, g in enumerate(groups) if g]  # fmt: skip
-    ece = sum(b.answered * abs(b.precision - b.mean_confidence) for b in bins) / len(answered)
-    return bins, ece
+    """Equal-width confidence bins of the answered rows, and their expected calibration error."""
+    confidences, correct = [r.confidence for r in answered], [r.correct for r in answered]
+    bins = [Bin(*b) for b in calibration_bins(confidences, correct, n_bins)]
+    return bins, calibration_error(confidences, correct, n_bins)
 
 
 def evaluate(
