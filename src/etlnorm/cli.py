@@ -573,6 +573,15 @@ def evaluate_cmd(
         out.print(f"wrote {plot}")
 
 
+_EPOCHS = Annotated[float, typer.Option(help="Passes over the training data.")]
+_OUT_DIR = Annotated[Path | None, typer.Option(
+    "--out", help="Output folder (default: ETLNORM_HOME/encoders or /rerankers, then <ontology>-<split>-s<seed>).")]
+_TRAIN_PROTOCOL = Annotated[str, typer.Option(
+    help="Train on the train part of this held-out split (synonym, concept, layperson) and score the rest, "
+    "or 'none' to train on the whole release (for production; no held-out figures).")]
+_TRAIN_SEED = Annotated[int, typer.Option(help="Seed of the split, the training data and the training.")]
+
+
 def _training_split(ontology: str, protocol: str, seed: int):
     """(engine, release, strings to train on, held-out (query, gold) pairs) for a fine-tuning command."""
     from etlnorm.cascade.heldout import heldout_split
@@ -596,12 +605,10 @@ def _training_split(ontology: str, protocol: str, seed: int):
 def encoder_finetune(
     ontology: _ONTOLOGY,
     base: Annotated[str | None, typer.Option(help="Base sentence-transformers folder (default: encoder_model).")] = None,
-    epochs: Annotated[float, typer.Option(help="Passes over the pairs.")] = 1.0,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: ETLNORM_HOME/encoders/<ontology>-<split>-s<seed>).")] = None,
-    protocol: Annotated[str, typer.Option(
-        help="Train on the train part of this held-out split (synonym, concept, layperson) and score the rest, "
-        "or 'none' to train on the whole release (for production; no held-out figures).")] = "synonym",
-    seed: Annotated[int, typer.Option(help="Seed of the split, the pairs and the training.")] = 13,
+    epochs: _EPOCHS = 1.0,
+    out_dir: _OUT_DIR = None,
+    protocol: _TRAIN_PROTOCOL = "synonym",
+    seed: _TRAIN_SEED = 13,
     batch_size: Annotated[int, typer.Option(help="Pairs per batch (in-batch negatives).")] = 64,
     max_pairs: Annotated[int | None, typer.Option(help="Train on a seeded sample of this many pairs.")] = None,
 ) -> None:  # fmt: skip
@@ -650,12 +657,10 @@ def encoder_finetune(
 def reranker_finetune(
     ontology: _ONTOLOGY,
     base: Annotated[str | None, typer.Option(help="Base model folder (default: the stock encoder_model's MiniLM weights).")] = None,
-    epochs: Annotated[float, typer.Option(help="Passes over the examples.")] = 1.0,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: ETLNORM_HOME/rerankers/<ontology>-<split>-s<seed>).")] = None,
-    protocol: Annotated[str, typer.Option(
-        help="Train on the train part of this held-out split (synonym, concept, layperson) and score the rest, "
-        "or 'none' to train on the whole release (for production; no held-out figures).")] = "synonym",
-    seed: Annotated[int, typer.Option(help="Seed of the split, the pairs, the dev slice and the training.")] = 13,
+    epochs: _EPOCHS = 1.0,
+    out_dir: _OUT_DIR = None,
+    protocol: _TRAIN_PROTOCOL = "synonym",
+    seed: _TRAIN_SEED = 13,
     max_queries: Annotated[int | None, typer.Option(help="Positive pairs trained on (seeded sample), each with 3 hard negatives (default 20,000).")] = None,
 ) -> None:  # fmt: skip
     """Train the cross-encoder reranker of the crossencoder tier on the ontology's own pairs.

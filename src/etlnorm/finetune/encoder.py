@@ -40,14 +40,33 @@ METADATA_FILE = "etlnorm-encoder.json"
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
-    """Hyper-parameters of one encoder fine-tuning run (defaults measured on HPO, see bench/)."""
+class TrainingConfig:
+    """What every sentence-transformers training run here is given (encoder and reranker)."""
 
     epochs: float = 1.0
     batch_size: int = 64
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
     seed: int = 13
+
+
+def trainer_arguments(config: TrainingConfig, scratch: str, device: str, progress: bool) -> dict[str, Any]:
+    """The trainer arguments both runs share: seeded, no checkpoints, CPU or CUDA (bf16 where it can)."""
+    import torch
+
+    return {
+        "output_dir": scratch, "num_train_epochs": config.epochs, "per_device_train_batch_size": config.batch_size,
+        "learning_rate": config.learning_rate, "warmup_steps": config.warmup_ratio, "seed": config.seed,
+        "data_seed": config.seed, "save_strategy": "no", "report_to": [], "disable_tqdm": not progress,
+        "use_cpu": device == "cpu", "logging_steps": 50, "dataloader_drop_last": False,
+        "bf16": device.startswith("cuda") and torch.cuda.is_bf16_supported(),
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EncoderConfig(TrainingConfig):
+    """Hyper-parameters of one encoder fine-tuning run (defaults measured on HPO, see bench/)."""
+
     # 6 and 1 keep one HPO epoch (67k pairs of the synonym split, 1,053 steps) within 30 min on 2 cores
     synonym_pairs_per_concept: int = 6  # synonym <-> synonym pairs kept per concept (all when fewer)
     variants_per_string: int = 1
@@ -126,13 +145,8 @@ def finetune_encoder(strings: Sequence[tuple[str, str]], labels: dict[str, str |
     data = Dataset.from_dict({"anchor": [p.anchor for p in pairs], "positive": [p.positive for p in pairs]})
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="etlnorm-encoder-") as scratch:
-        args = SentenceTransformerTrainingArguments(
-            output_dir=scratch, num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
-            learning_rate=config.learning_rate, warmup_steps=config.warmup_ratio, seed=config.seed,
-            data_seed=config.seed, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no",
-            report_to=[], disable_tqdm=not progress, use_cpu=device == "cpu", logging_steps=50,
-            bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(), dataloader_drop_last=False,
-        )  # fmt: skip
+        args = SentenceTransformerTrainingArguments(batch_sampler=BatchSamplers.NO_DUPLICATES,
+                                                    **trainer_arguments(config, scratch, device, progress))  # fmt: skip
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data,
                                              loss=losses.MultipleNegativesRankingLoss(model))  # fmt: skip
         result = trainer.train()
@@ -140,12 +154,7 @@ def finetune_encoder(strings: Sequence[tuple[str, str]], labels: dict[str, str |
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out))
     metadata = {
-        "kind": "etlnorm-encoder",
-        "ontology": ontology,
-        "base_model": str(base_path),
-        "base_fingerprint": fingerprint(base_path),
-        "strings": len(set(strings)),
-        "strings_hash": strings_hash(list(strings)),
+        **base_metadata("etlnorm-encoder", ontology, base_path, strings),
         "pairs": len(pairs),
         "pairs_hash": digest([(p.anchor, p.positive) for p in pairs]),
         "hyperparameters": asdict(config),
@@ -159,6 +168,12 @@ def finetune_encoder(strings: Sequence[tuple[str, str]], labels: dict[str, str |
     write_metadata(out, metadata)
     log.info("encoder fine-tuned on %d %s pairs in %.0f s: %s", len(pairs), ontology, seconds, out)
     return out
+
+
+def base_metadata(kind: str, ontology: str, base_path: Path, strings: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """What every trained model's metadata starts with: what it is, what it started from, what it saw."""
+    return {"kind": kind, "ontology": ontology, "base_model": str(base_path), "base_fingerprint": fingerprint(base_path),
+            "strings": len(set(strings)), "strings_hash": strings_hash(list(strings))}  # fmt: skip
 
 
 def write_metadata(folder: Path, metadata: dict[str, Any]) -> None:

@@ -33,11 +33,20 @@ from etlnorm.cascade.crossencoder import (
     score_candidates,
     strings_by_id,
 )
-from etlnorm.cascade.encoder import fingerprint, model_path
-from etlnorm.cascade.retrieval import View, strings_hash
+from etlnorm.cascade.encoder import model_path
+from etlnorm.cascade.retrieval import View
 from etlnorm.errors import EtlnormError
 from etlnorm.files import write_json
-from etlnorm.finetune.encoder import EncoderConfig, Pair, digest, retrieval_scores, training_pairs
+from etlnorm.finetune.encoder import (
+    EncoderConfig,
+    Pair,
+    TrainingConfig,
+    base_metadata,
+    digest,
+    retrieval_scores,
+    trainer_arguments,
+    training_pairs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +55,10 @@ WEIGHTS = tuple(round(w * 0.05, 2) for w in range(21))
 
 
 @dataclass(frozen=True)
-class RerankerConfig:
+class RerankerConfig(TrainingConfig):
     """Hyper-parameters of one reranker training run."""
 
-    epochs: float = 1.0
-    batch_size: int = 64
     learning_rate: float = 3e-5
-    warmup_ratio: float = 0.1
-    seed: int = 13
     negatives: int = 3  # hard negatives per positive pair
     max_queries: int | None = 20000  # positive pairs trained on (seeded sample): ~80k examples, CPU-sized
     dev_queries: int = 600  # synonyms held out of training to fit the weight
@@ -161,13 +166,7 @@ def finetune_reranker(strings: View, dev: Sequence[tuple[str, str]], labels: dic
                          local_files_only=True)  # fmt: skip
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="etlnorm-reranker-") as scratch:
-        args = CrossEncoderTrainingArguments(
-            output_dir=scratch, num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
-            learning_rate=config.learning_rate, warmup_steps=config.warmup_ratio, seed=config.seed,
-            data_seed=config.seed, save_strategy="no", report_to=[], disable_tqdm=not progress,
-            use_cpu=device == "cpu", logging_steps=50, dataloader_drop_last=False,
-            bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(),
-        )  # fmt: skip
+        args = CrossEncoderTrainingArguments(**trainer_arguments(config, scratch, device, progress))
         # Negatives outnumber positives: weigh positives up so the probability is not biased low.
         loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(config.negatives)))
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(examples), loss=loss)
@@ -177,12 +176,7 @@ def finetune_reranker(strings: View, dev: Sequence[tuple[str, str]], labels: dic
     model.save(str(out))
     weight, dev_accuracy = fit_weight(Reranker(model, 0.0, out), dev, search, by_id)
     metadata = {
-        "kind": "etlnorm-reranker",
-        "ontology": ontology,
-        "base_model": str(base_path),
-        "base_fingerprint": fingerprint(base_path),
-        "strings": len(set(strings)),
-        "strings_hash": strings_hash(list(strings)),
+        **base_metadata("etlnorm-reranker", ontology, base_path, strings),
         "pairs": len(pairs),
         "examples": len(examples["label"]),
         "pairs_hash": digest(list(zip(examples["query"], examples["text"], strict=True))),
