@@ -113,3 +113,6 @@ def test_bad_curations_are_refused_in_one_line(engine, hp):
         curate(engine, "hp", "x", "maybe", "HP:0001250")
     with pytest.raises(Exception, match="empty"):
         curate(engine, "hp", "   ", "set-id", "HP:0001250")
+    with pytest.raises(Exception, match="NUL byte"):
+        curate(engine, "hp", "Seiz\x00ure", "set-id", "HP:0001250")
+    assert curations(engine, "hp", ["Seiz\x00ure", "x" * 5000]) == {}  # such terms cannot be curated: none found

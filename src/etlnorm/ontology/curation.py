@@ -24,6 +24,7 @@ from etlnorm.ontology.store import current_release
 log = logging.getLogger(__name__)
 
 DECISIONS = ("accept", "reject", "set-id")
+MAX_TERM_CHARS = 1000  # as etlnorm.curation checks
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ def curate(engine: Engine, ontology: str, term: str, decision: str, ident: str |
         raise OntologyError(f"decision must be one of {', '.join(DECISIONS)}")
     if not term or not term.strip():
         raise OntologyError("the term to curate is empty")
+    if "\x00" in term or len(term) > MAX_TERM_CHARS:
+        raise OntologyError(f"a curated term holds no NUL byte and at most {MAX_TERM_CHARS} characters")
     try:
         with engine.begin() as conn:
             current_release(conn, ontology)
@@ -60,7 +63,8 @@ def curate(engine: Engine, ontology: str, term: str, decision: str, ident: str |
 
 def curations(engine: Engine, ontology: str, terms: Collection[str]) -> dict[str, Curated]:
     """The standing curation of each of ``terms`` that has one, in two set-based queries."""
-    wanted = sorted({t for t in terms if t})
+    # A curated term is a text value of at most MAX_TERM_CHARS: others (NUL bytes, huge) have none.
+    wanted = sorted({t for t in terms if t and "\x00" not in t and len(t) <= MAX_TERM_CHARS})
     if not wanted:
         return {}
     with engine.connect() as conn:
