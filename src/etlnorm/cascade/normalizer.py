@@ -108,14 +108,18 @@ class Normalizer:
     def strings_by_id(self) -> dict[str, list[str]]:
         return strings_by_id(self.view)
 
+    @property
+    def tier_threshold(self) -> float:
+        """The abstain threshold a scoring tier applies itself: none when calibrated, since then it
+        applies to calibrated confidence, in ``_verify``."""
+        return 0.0 if self.calibration else self.settings.min_confidence
+
     @cached_property
     def retrieval(self) -> RetrievalTier:
-        # With a calibration the abstain threshold applies to calibrated confidence, in _verify.
-        threshold = 0.0 if self.calibration else self.settings.min_confidence
         chars = self.chars if self.settings.char_tier else None
         # The cross-encoder reads a deeper list than the answer keeps; it cuts it back to top_k.
         top_k = max(self.settings.top_k, POOL) if "crossencoder" in self.route else self.settings.top_k
-        return RetrievalTier(self.index, self.encoder, top_k, threshold, chars, self.settings.char_alpha)
+        return RetrievalTier(self.index, self.encoder, top_k, self.tier_threshold, chars, self.settings.char_alpha)
 
     def search(self, texts: list[str], k: int) -> list[list[Candidate]]:
         """Retrieval's top-k candidates of each text (dense, mixed with characters when on)."""
@@ -153,8 +157,7 @@ class Normalizer:
         if folder is None:
             raise ConfigError(f"route of {self.ontology} has crossencoder but reranker_models has no "
                               f"{self.ontology} entry; train one with `etlnorm reranker finetune`")  # fmt: skip
-        threshold = 0.0 if self.calibration else self.settings.min_confidence
-        return CrossEncoderTier(load_reranker(folder), self.strings_by_id, self.settings.top_k, threshold)
+        return CrossEncoderTier(load_reranker(folder), self.strings_by_id, self.settings.top_k, self.tier_threshold)
 
     def _llm_tier(self) -> Tier:
         s = self.settings
