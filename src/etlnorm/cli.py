@@ -313,7 +313,7 @@ def calibrate(
     term_column: Annotated[str, typer.Option(help="Column with the terms.")] = "term",
     id_column: Annotated[str, typer.Option(help="Column with the gold IDs.")] = "id",
     seed: Annotated[int, typer.Option(help="Seed of the held-out split and of the fit/report halves.")] = 13,
-    limit: Annotated[int | None, typer.Option(help="Use a seeded sample of this many held-out strings.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Held-out strings to run (default: the calibration_size setting).")] = None,
 ) -> None:  # fmt: skip
     """Fit confidence -> observed precision (isotonic, per method) for the loaded release and configuration.
 
@@ -322,22 +322,15 @@ def calibrate(
     run through the real route; curves are fitted on one half and reported on the other. Afterwards
     `confidence` means estimated precision, and min_confidence abstains in those terms.
     """
-    from etlnorm.cascade.calibration import calibration_folder, fit_from_gold, fit_heldout
+    from etlnorm.cascade.calibration import calibration_folder, fit_from_gold
     from etlnorm.cascade.normalizer import Normalizer, raw_normalizer
 
     if input is None:
-        from etlnorm.cascade.heldout import calibration_set
-
-        production = Normalizer(ontology, calibrated=False)
-        strings, queries, gold = calibration_set(production.engine, ontology, seed, limit)
-        raw = Normalizer(ontology, production.engine, production.settings.model_copy(update={"min_confidence": 0.0}),
-                         route=production.route, calibrated=False, strings=strings)  # fmt: skip
-        calibration, report, path = fit_heldout(raw, queries, gold, production.calibration_key(),
-                                                calibration_folder(production.settings), seed)  # fmt: skip
-        table = Table("method", "fitted on", "own curve", "scored on", "ECE raw", "ECE calibrated",
-                      title=f"{ontology}: {len(queries)} held-out strings, fitted on one half, scored on the other")
+        calibration, report, path = Normalizer(ontology, calibrated=False).self_calibrate(seed, limit)
+        table = Table("method", "fitted on", "curve", "scored on", "ECE raw", "ECE calibrated",
+                      title=f"{ontology}: held-out strings of the view, fitted on one half, scored on the other")
         for method, r in report.items():
-            table.add_row(method, str(r["fitted_on"]), "yes" if r["own_curve"] else "pooled", str(r["scored_on"]),
+            table.add_row(method, str(r["fitted_on"]), r["curve"], str(r["scored_on"]),
                           _fmt(r["ece_raw"]), _fmt(r["ece_calibrated"]))  # type: ignore[arg-type]  # fmt: skip
     else:
         from etlnorm.files import read_table
@@ -479,23 +472,28 @@ def normalize_cmd(
 
 @index_app.command("build")
 def index_build(ontology: _ONTOLOGY, labels_only: _LABELS_ONLY = False) -> None:
-    """Build the retrieval index of an ontology's loaded release now (a no-op if it is up to date)."""
+    """Build the retrieval index of an ontology's loaded release now (a no-op if it is up to date),
+    then its calibration for the configured route (unless auto_calibrate is off)."""
     import time
 
-    from etlnorm.cascade.encoder import load_encoder
+    from etlnorm.cascade.normalizer import Normalizer
     from etlnorm.cascade.retrieval import build_index
-    from etlnorm.db.engine import ready_engine
 
     settings = load_settings()
-    engine = ready_engine(settings)
-    variant = "labels" if labels_only else "all"
-    encoder = load_encoder(settings.encoder_for(ontology), settings.encode_batch_size)
+    normalizer = Normalizer(ontology, settings=settings, variant="labels" if labels_only else "all")
     start = time.perf_counter()
-    folder, built = build_index(engine, ontology, encoder, settings.home_dir, variant, progress=True)
+    folder, built = build_index(normalizer.engine, ontology, normalizer.encoder, settings.home_dir, normalizer.variant,
+                                progress=True)  # fmt: skip
     if built:
-        out.print(f"built {ontology} index ({variant}) in {time.perf_counter() - start:.0f} s: {folder}")
+        out.print(f"built {ontology} index ({normalizer.variant}) in {time.perf_counter() - start:.0f} s: {folder}")
     else:
-        out.print(f"{ontology} index ({variant}) already up to date: {folder}")
+        out.print(f"{ontology} index ({normalizer.variant}) already up to date: {folder}")
+    normalizer.prepare()
+    if normalizer.calibration is not None:
+        out.print(f"{ontology} calibrated for route {' > '.join(normalizer.route)} "
+                  f"(key {normalizer.calibration_key()}): methods {', '.join(sorted(normalizer.calibration.curves))}")  # fmt: skip
+    else:
+        out.print(f"{ontology} not calibrated: confidence is each tier's raw score")
 
 
 def _fmt(value: float | None) -> str:

@@ -97,7 +97,19 @@ class Settings(BaseSettings):
     encode_batch_size: int = Field(default=256, description="Strings per encoder batch.")
     top_k: int = Field(default=5, description="Candidates kept per term.")
     min_confidence: float = Field(
-        default=0.6, description="Below this retrieval confidence the answer is 'none' (candidates kept)."
+        # Calibrated, 0.85 writes IDs at precision 0.90 on held-out HPO synonyms (bench/bench_trust.py).
+        default=0.85,
+        description="Below this confidence, of any method, the answer is 'none' (candidates kept); calibrated, "
+        "confidence is the estimated probability that the ID is right.",
+    )
+    auto_calibrate: bool = Field(
+        default=True,
+        description="Fit the calibration of a new release or configuration on held-out strings of the "
+        "ontology itself, when its index is built or first used.",
+    )
+    calibration_size: int = Field(default=2000, description="Held-out strings a self-calibration runs (plus a variant of every other).")
+    llm_calibration_size: int = Field(
+        default=400, description="calibration_size when the route has an LLM tier (a CPU generates a few terms/s)."
     )
     map_negated: bool = Field(
         default=False,

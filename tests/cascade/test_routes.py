@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from etlnorm.cascade.answer import Answer, Candidate, WorkItem
-from etlnorm.cascade.calibration import calibration_folder, fit_from_gold
+from etlnorm.cascade.calibration import answer_feature, calibration_folder, calibration_path, fit_from_gold
 from etlnorm.cascade.normalizer import Normalizer, raw_normalizer
 from etlnorm.cascade.retrieval import confirm
 from etlnorm.config import load_settings
@@ -52,6 +52,31 @@ def test_hgnc_route_exact_then_llm_answers_only_current_agreeing_symbols(engine,
     print("hgnc exact->llm methods:", {k: sum(m.method == k for m in mappings) for k in methods})
 
 
+def test_min_confidence_stops_llm_and_rerank_answers_below_it(engine, hgnc, hp, hp_labels, smollm):
+    """The threshold gates every method: an LLM or rerank answer below it is written as ``none``,
+    with its confidence and candidates kept."""
+    terms = protein_names(8)
+    manual = {"auto_calibrate": False}
+    llm = Normalizer("hgnc", engine, routed({"hgnc": ["lexical", "llm"]}, min_confidence=0.0, **manual), lm=smollm)
+    answered = [m for m in llm.normalize(terms) if m.method == "llm"]
+    assert answered, "SmolLM2 answered none of the protein names: nothing to gate"
+    bar = max(m.confidence for m in answered) + 1e-3
+    gated = Normalizer("hgnc", engine, routed({"hgnc": ["lexical", "llm"]}, min_confidence=bar, **manual), lm=smollm)
+    again = {m.term: m for m in gated.normalize([m.term for m in answered])}
+    for m in answered:
+        stopped = again[m.term]
+        assert (stopped.id, stopped.method) == (None, "none")
+        assert stopped.confidence == pytest.approx(m.confidence, abs=1e-6) and stopped.candidates
+    hp_terms = ["fits that come and go", "eyes far apart"]
+    route = {"hp": ["lexical", "retrieval", "rerank"]}
+    reranked = Normalizer("hp", engine, routed(route, min_confidence=0.0, **manual), variant="labels", lm=smollm)
+    first = reranked.normalize(hp_terms)
+    bar = max(m.confidence for m in first) + 1e-3
+    strict = Normalizer("hp", engine, routed(route, min_confidence=bar, **manual), variant="labels", lm=smollm)
+    for before, after in zip(first, strict.normalize(hp_terms), strict=True):
+        assert before.method in ("retrieval", "rerank") and after.method == "none" and after.candidates
+
+
 def test_hp_route_retrieval_then_rerank(engine, hp, hp_labels, smollm):
     settings = routed({"hp": ["lexical", "retrieval", "rerank"]}, min_confidence=0.0)
     normalizer = Normalizer("hp", engine, settings, variant="labels", lm=smollm)
@@ -90,11 +115,16 @@ def test_calibration_is_fitted_stored_and_applied(engine, hp, hp_labels, etlnorm
     terms = [f"{t.lower()} per chart" for t, _ in gold]  # phrased so that retrieval, not the lexicon, answers
     gold_file = tmp_path / "gold.csv"
     pl.DataFrame({"term": terms, "id": [i for _, i in gold]}).write_csv(gold_file)
+    shipped = Normalizer("hp", engine, load_settings(), variant="labels")
+    path = calibration_path(calibration_folder(load_settings()), "hp", shipped.release, shipped.calibration_key())
+    before = path.read_bytes() if path.is_file() else None
     try:
         _check_calibration(engine, terms, gold, gold_file)
-    finally:  # other tests of this session expect uncalibrated hp answers
-        for path in (etlnorm_home / "calibration").rglob("*.json"):
-            path.unlink()
+    finally:  # the gold file replaced the self-calibration other tests of this session use
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(before)
 
 
 def _check_calibration(engine, terms, gold, gold_file):
@@ -110,13 +140,14 @@ def _check_calibration(engine, terms, gold, gold_file):
     calibrated = Normalizer("hp", engine, load_settings(), variant="labels")
     assert calibrated.calibration is not None
     # Fitted under the shipped route and retrieval set-up: not applied under another route or without characters.
-    assert Normalizer("hp", engine, load_settings(), variant="labels", route=["lexical", "retrieval"]).calibration is None
-    other = load_settings().model_copy(update={"char_tier": False})
+    manual = load_settings().model_copy(update={"auto_calibrate": False})
+    assert Normalizer("hp", engine, manual, variant="labels", route=["lexical", "retrieval"]).calibration is None
+    other = manual.model_copy(update={"char_tier": False})
     assert Normalizer("hp", engine, other, variant="labels").calibration is None
     raw = Normalizer("hp", engine, load_settings().model_copy(update={"min_confidence": 0.0}), variant="labels",
                      calibrated=False)  # fmt: skip
     for before, after in zip(raw.normalize(terms[:20]), calibrated.normalize(terms[:20]), strict=True):
         if before.method == "retrieval":
-            expected = float(curve(before.confidence))
+            expected = float(curve(answer_feature(before)))
             assert after.confidence == pytest.approx(expected, abs=1e-6)
             assert (after.method == "none") == (expected < load_settings().min_confidence)

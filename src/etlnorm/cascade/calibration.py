@@ -32,6 +32,10 @@ from etlnorm.config import Settings
 from etlnorm.errors import EtlnormError
 from etlnorm.ontology.store import resolve_gold
 
+MARGIN = ("retrieval", "crossencoder", "rerank")  # ranking tiers: their curve reads the lead over the runner-up
+MIN_COUNT = 50  # answers a method needs for a curve of its own (see ``fit_heldout`` for the fallback)
+LEXICAL = ("exact", "synonym")  # methods whose raw score is a designed prior (1.0 a unique label, shared among ties)
+
 
 @dataclass(frozen=True)
 class Curve:
@@ -53,12 +57,34 @@ class Calibration:
     release: str
     curves: dict[str, Curve] = field(default_factory=dict)
     key: str = ""  # the normalizer configuration it was fitted under (``Normalizer.calibration_key``)
+    pooled: Curve | None = None  # for methods without a curve of their own, lexical ones excepted
 
-    def apply(self, method: str, score: float) -> float:
-        """Estimated precision of an answer of ``method`` with raw ``score``; the score itself when
-        the method was never calibrated (exact matches, say)."""
-        curve = self.curves.get(method)
+    def curve(self, method: str) -> Curve | None:
+        """The method's own curve, else the pooled one; None for exact and synonym hits without one."""
+        return self.curves.get(method) or (None if method in LEXICAL else self.pooled)
+
+    def apply(self, method: str, score: float, others: Sequence[float] = ()) -> float:
+        """Estimated precision of an answer of ``method`` with raw ``score`` (``others``: the scores
+        of the other candidates): its own curve at ``feature``, else the pooled curve at the score,
+        else (exact and synonym hits) the score itself."""
+        own = self.curves.get(method)
+        if own is not None:
+            return float(own(feature(method, score, others)))
+        curve = self.curve(method)
         return float(curve(score)) if curve is not None else score
+
+
+def feature(method: str, score: float, others: Sequence[float] = ()) -> float:
+    """What a method's curve reads. A ranking tier's top cosine says little about being right (on
+    held-out HPO synonyms precision stays near 0.45 from cosine 0.5 to 0.98); its lead over the
+    best other ID says much more (0.80 precision in the top tenth by lead, 0.42 by cosine:
+    ``bench/bench_calibration.py``). Every other method's curve reads its score."""
+    return score - max(others, default=0.0) if method in MARGIN else score
+
+
+def answer_feature(answer: Answer) -> float:
+    """``feature`` of an answer: its method, confidence and the other candidates' scores."""
+    return feature(answer.method, answer.confidence, _others(answer))
 
 
 def fit_curve(scores: Sequence[float], correct: Sequence[bool | int]) -> Curve:
@@ -71,7 +97,6 @@ def fit_curve(scores: Sequence[float], correct: Sequence[bool | int]) -> Curve:
     return Curve(tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)), len(x))
 
 
-MIN_COUNT = 50  # answers a method needs for a curve of its own; below it the pooled curve of all methods
 
 
 def calibration_bins(confidences: Sequence[float], correct: Sequence[bool], n_bins: int = 10
@@ -103,20 +128,21 @@ def fit_calibration(ontology: str, release: str, rows: Iterable[tuple[str, float
     return Calibration(ontology, release, {m: fit_curve(xs, ys) for m, (xs, ys) in by_method.items()}, key)
 
 
-def _path(folder: Path, ontology: str, release: str, key: str) -> Path:
+def calibration_path(folder: Path, ontology: str, release: str, key: str) -> Path:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", release)
     return Path(folder).expanduser() / ontology / f"{safe}-{key or 'any'}.calibration.json"
 
 
 def save_calibration(calibration: Calibration, folder: Path) -> Path:
     """Write ``folder/<ontology>/<release>-<key>.calibration.json``; returns the path."""
-    path = _path(folder, calibration.ontology, calibration.release, calibration.key)
+    path = calibration_path(folder, calibration.ontology, calibration.release, calibration.key)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "ontology": calibration.ontology,
         "release": calibration.release,
         "key": calibration.key,
-        "curves": {m: {"x": list(c.x), "y": list(c.y), "n": c.n} for m, c in calibration.curves.items()},
+        "curves": {m: _doc(c) for m, c in calibration.curves.items()},
+        "pooled": _doc(calibration.pooled) if calibration.pooled else None,
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1))
@@ -127,12 +153,21 @@ def save_calibration(calibration: Calibration, folder: Path) -> Path:
 def load_calibration(folder: Path, ontology: str, release: str, key: str = "") -> Calibration | None:
     """The calibration fitted on this release under this configuration ``key``; None when there is
     none (a new release, encoder, route or adapter needs a new fit)."""
-    path = _path(folder, ontology, release, key)
+    path = calibration_path(folder, ontology, release, key)
     if not path.is_file():
         return None
     doc = json.loads(path.read_text())
-    curves = {m: Curve(tuple(c["x"]), tuple(c["y"]), int(c.get("n", 0))) for m, c in doc["curves"].items()}
-    return Calibration(doc["ontology"], doc["release"], curves, doc.get("key", ""))
+    curves = {m: _curve(c) for m, c in doc["curves"].items()}
+    pooled = _curve(doc["pooled"]) if doc.get("pooled") else None
+    return Calibration(doc["ontology"], doc["release"], curves, doc.get("key", ""), pooled)
+
+
+def _doc(curve: Curve) -> dict[str, Any]:
+    return {"x": list(curve.x), "y": list(curve.y), "n": curve.n}
+
+
+def _curve(doc: dict[str, Any]) -> Curve:
+    return Curve(tuple(doc["x"]), tuple(doc["y"]), int(doc.get("n", 0)))
 
 
 def calibration_folder(settings: Settings) -> Path:
@@ -160,7 +195,7 @@ def fit_from_gold(normalizer: RawNormalizer, terms: Sequence[str | None], gold: 
     """
     current, _ = resolve_gold(normalizer.engine, normalizer.ontology, gold)
     answers = normalizer.normalize(terms)
-    rows = [(a.method, a.confidence, a.id == g) for a, g in zip(answers, current, strict=True)
+    rows = [(a.method, answer_feature(a), a.id == g) for a, g in zip(answers, current, strict=True)
             if g is not None and a.id is not None]  # fmt: skip
     if not rows:
         raise EtlnormError("no gold row was both scorable and answered: nothing to calibrate on")
@@ -174,30 +209,41 @@ def fit_heldout(normalizer: RawNormalizer, queries: Sequence[str], gold: Sequenc
     exclude ``queries``) on held-out strings with known IDs, fit one curve per method on a seeded
     half and report each method's expected calibration error, raw and calibrated, on the other.
     Stored under ``key``: the configuration of the normalizer it is meant for (whose index holds
-    every string), not the held-out one's."""
+    every string), not the held-out one's.
+
+    A method with fewer than ``MIN_COUNT`` answers in the fitting half gets no curve of its own:
+    exact and synonym hits (rare on held-out strings, by construction) keep their designed
+    constants, every other method falls back to the curve pooled over all methods."""
     answers = normalizer.normalize(list(queries))
-    rows = [(a.method, float(a.confidence), a.id == g) for a, g in zip(answers, gold, strict=True) if a.id is not None]
+    rows = [(a, a.id == g) for a, g in zip(answers, gold, strict=True) if a.id is not None]
     if len(rows) < 2:
         raise EtlnormError("fewer than two held-out answers: nothing to calibrate on")
     random.Random(seed).shuffle(rows)
     fit, held = rows[0::2], rows[1::2]
-    pooled = fit_curve([r[1] for r in fit], [r[2] for r in fit])
+    pooled = fit_curve([a.confidence for a, _ in fit], [ok for _, ok in fit])  # raw scores, every method
     curves = {}
-    for method in sorted({m for m, _, _ in fit}):
-        mine = [r for r in fit if r[0] == method]
-        own = len(mine) >= MIN_COUNT
-        curves[method] = fit_curve([r[1] for r in mine], [r[2] for r in mine]) if own else pooled
-    calibration = Calibration(normalizer.ontology, normalizer.release, curves, key)
+    for method in sorted({a.method for a, _ in fit}):
+        mine = [(a, ok) for a, ok in fit if a.method == method]
+        if len(mine) >= MIN_COUNT:
+            curves[method] = fit_curve([answer_feature(a) for a, _ in mine], [ok for _, ok in mine])
+    calibration = Calibration(normalizer.ontology, normalizer.release, curves, key, pooled)
     report: dict[str, dict[str, Any]] = {}
-    for method in sorted({m for m, _, _ in rows}):
-        test = [r for r in held if r[0] == method]
-        raw = [r[1] for r in test]
-        calibrated = [calibration.apply(method, x) for x in raw]
+    for method in sorted({a.method for a, _ in rows}):
+        test = [(a, ok) for a, ok in held if a.method == method]
+        correct = [ok for _, ok in test]
+        calibrated = [calibration.apply(method, a.confidence, _others(a)) for a, _ in test]
         report[method] = {
-            "fitted_on": sum(r[0] == method for r in fit), "own_curve": int(sum(r[0] == method for r in fit) >= MIN_COUNT),
-            "scored_on": len(test), "ece_raw": calibration_error(raw, [r[2] for r in test]),
-            "ece_calibrated": calibration_error(calibrated, [r[2] for r in test]),
-            "bins": calibration_bins(calibrated, [r[2] for r in test]),
+            "fitted_on": sum(a.method == method for a, _ in fit), "curve": _curve_kind(calibration, method),
+            "scored_on": len(test), "ece_raw": calibration_error([a.confidence for a, _ in test], correct),
+            "ece_calibrated": calibration_error(calibrated, correct), "bins": calibration_bins(calibrated, correct),
         }  # fmt: skip
     return calibration, report, save_calibration(calibration, folder)
 
+
+def _others(answer: Answer) -> list[float]:
+    return [c.score for c in answer.candidates if c.id != answer.id]
+
+
+def _curve_kind(calibration: Calibration, method: str) -> str:
+    """How ``method`` is calibrated: ``own`` curve, the ``pooled`` fallback, or its ``raw`` constants."""
+    return "own" if method in calibration.curves else "raw" if calibration.curve(method) is None else "pooled"

@@ -233,19 +233,31 @@ def disjoint(heldout: HeldOut, key: Callable[[str], str] = string_key) -> bool:
     return not any(key(query) in train_keys for query, _ in heldout.test)
 
 
-def calibration_set(engine: Engine, ontology: str, seed: int = 13, limit: int | None = None
-                    ) -> tuple[list[tuple[str, str]], list[str], list[str]]:  # fmt: skip
-    """(train strings, queries, gold IDs) to calibrate on: the synonym split's held-out strings
-    (a seeded sample of ``limit``) and one seeded variant (typo, inversion, hedge, ...) of every
-    other one, none of them a train string."""
-    split = heldout_split(engine, ontology, "synonym", seed=seed)
+def calibration_set(engine: Engine, ontology: str, view: Iterable[tuple[str, str]], seed: int = 13,
+                    limit: int | None = None, fraction: float = 0.2) -> HeldOut:  # fmt: skip
+    """A held-out split *of a normalizer's own view* to calibrate it on: a seeded ``fraction`` of the
+    view's EXACT synonyms leaves train (as in ``synonym``), a seeded sample of ``limit`` of them is
+    kept, and one seeded variant (typo, inversion, hedge, ...) of every other one is added, none of
+    them a train string. Drawn from inside the view, so a normalizer that is itself the train part
+    of a held-out protocol is calibrated without ever seeing that protocol's test queries. A view
+    with no EXACT synonym at all (the labels-only index) holds out a share of the release's."""
+    release, labels, synonyms = _load(engine, ontology)
+    pairs = set(view)
+    exact = [s for s in synonyms if s.scope == "EXACT"]
+    inside = [s for s in exact if (s.id, s.text) in pairs]
+    units = _units(inside or exact, string_key)
     rng = random.Random(seed)
+    held = set(rng.sample(sorted(units), round(fraction * len(units))))
+    train = sorted(p for p in pairs if (p[0], string_key(p[1])) not in held)
+    candidates = [(units[u], u[0]) for u in sorted(held)]
+    split = _finish("calibration", seed, ontology, release, labels, train, candidates, string_key,
+                    {"eligible": len(units), "held_out": len(held)})  # fmt: skip
     test = split.test if limit is None or limit >= len(split.test) else rng.sample(split.test, limit)
-    known = {string_key(s) for _, s in split.train}
-    pairs = list(test)
+    known = {string_key(s) for _, s in train} | {string_key(q) for q, _ in test}
+    pairs_out = list(test)
     for query, gold in test[::2]:
         made = [v for _, v in variants(query, rng) if string_key(v) not in known]
         if made:
-            pairs.append((rng.choice(made), gold))
-    return list(split.train), [q for q, _ in pairs], [g for _, g in pairs]
-
+            pairs_out.append((rng.choice(made), gold))
+    split.counts["variants"] = len(pairs_out) - len(test)
+    return HeldOut("calibration", train, pairs_out, seed, ontology, release, split.counts)

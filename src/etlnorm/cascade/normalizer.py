@@ -12,15 +12,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
 from etlnorm.cascade.answer import Answer, Candidate, WorkItem
-from etlnorm.cascade.calibration import Calibration, calibration_folder, load_calibration
+from etlnorm.cascade.calibration import Calibration, calibration_folder, fit_heldout, load_calibration
 from etlnorm.cascade.chars import CharIndex
 from etlnorm.cascade.crossencoder import POOL, CrossEncoderTier, load_reranker, strings_by_id
 from etlnorm.cascade.encoder import Encoder, fingerprint, load_encoder, model_path
 from etlnorm.cascade.fuzzy import FuzzyTier
+from etlnorm.cascade.heldout import calibration_set
 from etlnorm.cascade.lexical import LexicalTier, Lexicon, dedup_key, load_lexicon
 from etlnorm.cascade.llm_tiers import LlmGenerateTier, LlmRerankTier
 from etlnorm.cascade.retrieval import (
@@ -34,7 +36,7 @@ from etlnorm.cascade.retrieval import (
 from etlnorm.cascade.tier import LazyTier, Tier, run_tier
 from etlnorm.config import Settings, load_settings
 from etlnorm.db.engine import ready_engine
-from etlnorm.errors import ConfigError
+from etlnorm.errors import ConfigError, EtlnormError
 from etlnorm.llm.model import LanguageModel, load_from_settings
 from etlnorm.ontology.curation import Curated, curations
 from etlnorm.ontology.store import current_release
@@ -44,7 +46,6 @@ log = logging.getLogger(__name__)
 
 TIER_NAMES = ("lexical", "fuzzy", "llm", "retrieval", "crossencoder", "rerank")
 RENAMED = {"exact": "lexical"}  # route names of earlier releases
-LEXICAL = ("exact", "synonym")
 
 
 class Normalizer:
@@ -73,10 +74,37 @@ class Normalizer:
 
     @cached_property
     def calibration(self) -> Calibration | None:
-        """The curves fitted for this release and configuration, if any (read on first use)."""
+        """The curves fitted for this release and configuration (read on first use). Missing ones are
+        fitted here on held-out strings of the view (``self_calibrate``) unless ``auto_calibrate`` is
+        off or the tiers were given; when that is impossible (too few EXACT synonyms) confidence
+        stays each tier's raw score and a warning says so."""
         if not self.calibrated:
             return None
-        return load_calibration(calibration_folder(self.settings), self.ontology, self.release, self.calibration_key())
+        found = load_calibration(calibration_folder(self.settings), self.ontology, self.release, self.calibration_key())
+        if found is not None or not self.settings.auto_calibrate or self._tiers is not None:
+            return found
+        try:
+            return self.self_calibrate()[0]
+        except EtlnormError as exc:
+            log.warning("%s: not calibrated (%s); confidence is each tier's raw score", self.ontology, exc)
+            return None
+
+    def self_calibrate(self, seed: int = 13, limit: int | None = None
+                       ) -> tuple[Calibration, dict[str, dict[str, Any]], Path]:  # fmt: skip
+        """Fit and store this configuration's curves on ``heldout.calibration_set`` of its view: the
+        same route, raw and non-abstaining, over the view less the held-out strings (their vectors
+        reused from this index); fitted on one half, reported on the other (``fit_heldout``)."""
+        self._build_index()
+        llm = bool({"llm", "rerank"} & set(self.route))
+        size = limit or (self.settings.llm_calibration_size if llm else self.settings.calibration_size)
+        split = calibration_set(self.engine, self.ontology, self.view, seed, size)
+        log.info("calibrating %s on %d held-out strings (once per release and configuration)",
+                 self.ontology, len(split.test))  # fmt: skip
+        lm = self.lm if llm else None
+        raw = Normalizer(self.ontology, self.engine, self.settings.model_copy(update={"min_confidence": 0.0}),
+                         route=self.route, lm=lm, calibrated=False, strings=split.train)  # fmt: skip
+        queries, gold = [q for q, _ in split.test], [g for _, g in split.test]
+        return fit_heldout(raw, queries, gold, self.calibration_key(), calibration_folder(self.settings), seed)
 
     @cached_property
     def lexicon(self) -> Lexicon:
@@ -108,18 +136,12 @@ class Normalizer:
     def strings_by_id(self) -> dict[str, list[str]]:
         return strings_by_id(self.view)
 
-    @property
-    def tier_threshold(self) -> float:
-        """The abstain threshold a scoring tier applies itself: none when calibrated, since then it
-        applies to calibrated confidence, in ``_verify``."""
-        return 0.0 if self.calibration else self.settings.min_confidence
-
     @cached_property
     def retrieval(self) -> RetrievalTier:
         chars = self.chars if self.settings.char_tier else None
         # The cross-encoder reads a deeper list than the answer keeps; it cuts it back to top_k.
         top_k = max(self.settings.top_k, POOL) if "crossencoder" in self.route else self.settings.top_k
-        return RetrievalTier(self.index, self.encoder, top_k, self.tier_threshold, chars, self.settings.char_alpha)
+        return RetrievalTier(self.index, self.encoder, top_k, 0.0, chars, self.settings.char_alpha)
 
     def search(self, texts: list[str], k: int) -> list[list[Candidate]]:
         """Retrieval's top-k candidates of each text (dense, mixed with characters when on)."""
@@ -157,7 +179,7 @@ class Normalizer:
         if folder is None:
             raise ConfigError(f"route of {self.ontology} has crossencoder but reranker_models has no "
                               f"{self.ontology} entry; train one with `etlnorm reranker finetune`")  # fmt: skip
-        return CrossEncoderTier(load_reranker(folder), self.strings_by_id, self.settings.top_k, self.tier_threshold)
+        return CrossEncoderTier(load_reranker(folder), self.strings_by_id, self.settings.top_k, 0.0)
 
     def _llm_tier(self) -> Tier:
         s = self.settings
@@ -171,7 +193,12 @@ class Normalizer:
                              templates=s.llm_prompts or None)  # fmt: skip
 
     def prepare(self) -> None:
-        """Build what is persisted and shared (the retrieval index), so parallel workers only load it."""
+        """Build what is persisted and shared (the retrieval index, then the calibration), so
+        parallel workers only load it."""
+        self._build_index()
+        self.calibration  # noqa: B018 - fitting it, when missing, is the point
+
+    def _build_index(self) -> None:
         if {"retrieval", "crossencoder", "rerank"} & set(self.route):
             self.index  # noqa: B018 - building is the point
 
@@ -198,9 +225,9 @@ class Normalizer:
 
     def calibration_key(self) -> str:
         """Names the configuration raw scores depend on (route, index variant, encoder, reranker,
-        LLM, adapter): a calibration fitted under another one is not applied."""
+        LLM, adapter, user synonyms): a calibration fitted under another one is not applied."""
         models, adapter = self.provenance()
-        return hashlib.sha256(f"{models}|{adapter}".encode()).hexdigest()[:12]
+        return hashlib.sha256(f"{models}|{adapter}|{self.content[1]}".encode()).hexdigest()[:12]
 
     def key(self, term: str) -> str:
         """The normalized string under which a term is computed and cached."""
@@ -249,21 +276,31 @@ class Normalizer:
             self._verify(item)
 
     def _verify(self, item: WorkItem) -> None:
-        """Every ID written is current; an answer that is not becomes an abstention."""
+        """Every ID written is current and at or above ``min_confidence``, whatever the method; the
+        rest become abstentions (``none``) that keep their candidates. Confidence and candidate
+        scores are calibrated first (the decision's method's curve), so a ``none`` carries the
+        confidence its answer would have had, on the same scale."""
         decision = item.decision
         if decision is not None and decision.id is not None and decision.id not in self.lexicon.labels:
             log.warning("%s tier proposed %r, not a current %s ID: dropped", decision.method, decision.id, self.ontology)
             decision = None
-        if decision is None:
+        if decision is None:  # candidates without a decision come from retrieval (the LLM failed, say)
             top = item.candidates[0].score if item.candidates else 0.0
             decision = Answer(item.text, None, None, top, "none", item.candidates)
-        if self.calibration is not None and decision.id is not None:
-            decision.confidence = self.calibration.apply(decision.method, decision.confidence)
-            if decision.method not in LEXICAL and decision.confidence < self.settings.min_confidence:
-                decision = Answer(item.text, None, None, decision.confidence, "none", item.candidates)
+            method = "retrieval"
+        else:
+            method = decision.method
+        if self.calibration is not None:
+            cal, cands = self.calibration, decision.candidates
+            ident = decision.id or (cands[0].id if cands else None)
+            decision.confidence = cal.apply(method, decision.confidence, [c.score for c in cands if c.id != ident])
+            decision.candidates = [replace(c, score=cal.apply(method, c.score, [o.score for o in cands if o.id != c.id]))
+                                   for c in cands]  # fmt: skip
+        decision.confidence = min(1.0, max(0.0, float(decision.confidence)))
+        if decision.id is not None and decision.confidence < self.settings.min_confidence:
+            decision = Answer(item.text, None, None, decision.confidence, "none", decision.candidates)
         if item.negated and decision.id is not None:  # map_negated: the ID of the denied finding, flagged
             decision.method = "negated"
-        decision.confidence = min(1.0, max(0.0, float(decision.confidence)))
         item.decision = decision
 
 

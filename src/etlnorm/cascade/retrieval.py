@@ -111,8 +111,8 @@ def build_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, var
         return folder, False
     pairs = sorted(set(strings)) if strings is not None else release_strings(engine, ontology, variant)
     start = time.perf_counter()
-    log.info("encoding %d strings of %s %s (%s) ...", len(pairs), ontology, release, variant)
-    vectors = encoder.encode([s for _, s in pairs], progress=progress)
+    log.info("indexing %d strings of %s %s (%s) ...", len(pairs), ontology, release, variant)
+    vectors = encode_reusing(folder.parent, encoder, [s for _, s in pairs], progress)
     index = faiss.IndexFlatIP(encoder.dim)
     index.add(vectors)
     # Write into a temporary folder and rename: a crash never leaves a half-written index behind.
@@ -121,6 +121,7 @@ def build_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, var
     partial.mkdir(parents=True)
     faiss.write_index(index, str(partial / "index.faiss"))
     (partial / "ids.json").write_text(json.dumps([i for i, _ in pairs]))
+    (partial / "strings.json").write_text(json.dumps([t for _, t in pairs]))
     meta = {"ontology": ontology, "release": release, "variant": variant, "model": str(encoder.path),
             "fingerprint": encoder.fingerprint, "strings": len(pairs),
             "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
@@ -129,6 +130,30 @@ def build_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, var
     partial.rename(folder)
     log.info("index for %s %s built in %.1f s: %s", ontology, release, meta["seconds"], folder)
     return folder, True
+
+
+def encode_reusing(release_folder: Path, encoder: Encoder, texts: list[str], progress: bool = True) -> np.ndarray:
+    """Vectors of ``texts``, taken from the finished indexes of the same release and encoder where
+    they hold the string (a held-out view, or a calibration's, is a subset of the full index), so
+    each string is encoded once; the rest is encoded here."""
+    vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    missing = dict.fromkeys(range(len(texts)))
+    for sibling in sorted(release_folder.glob(f"{encoder.fingerprint}-*")):
+        if not missing or not (sibling / "meta.json").is_file() or not (sibling / "strings.json").is_file():
+            continue
+        rows = {t: r for r, t in enumerate(json.loads((sibling / "strings.json").read_text()))}
+        found = [(i, rows[texts[i]]) for i in missing if texts[i] in rows]
+        if found:
+            stored = faiss.read_index(str(sibling / "index.faiss"))
+            mine, theirs = zip(*found, strict=True)
+            vectors[list(mine)] = stored.reconstruct_n(0, stored.ntotal)[list(theirs)]
+            for i in mine:
+                del missing[i]
+    todo = list(missing)
+    if todo:
+        vectors[todo] = encoder.encode([texts[i] for i in todo], progress=progress)
+    log.info("%d strings: %d vectors reused, %d encoded", len(texts), len(texts) - len(todo), len(todo))
+    return vectors
 
 
 def load_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, variant: str = "all",
