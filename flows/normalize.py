@@ -22,6 +22,7 @@ from prefect.futures import wait
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from etlnorm.config import load_settings
+from etlnorm.db.engine import masked_database
 from etlnorm.warehouse.phases import RunPlan, plan_run
 from etlnorm.warehouse.run import RunReport, execute_run
 from etlnorm.warehouse.summary import artifact_key, run_markdown
@@ -110,7 +111,8 @@ def normalize_table(table: str, column: str, ontology: str, key: str | None = No
                          parallel=runner != "default")  # fmt: skip
     plan = report.plan
     key_name = artifact_key(plan.table.qualified, column)
-    create_markdown_artifact(run_markdown(report, runner), key=key_name, description=f"etlnorm run {plan.run_id}")
+    markdown = f"database: `{masked_database(plan.settings)}`\n\n" + run_markdown(report, runner)
+    create_markdown_artifact(markdown, key=key_name, description=f"etlnorm run {plan.run_id}")
     stats = report.stats
     get_run_logger().info("%s.%s: %d rows, %d updated, %d distinct terms (%d cached)", plan.table.qualified,
                           column, stats.rows_seen, stats.rows_updated, stats.distinct_terms, stats.cache_hits)  # fmt: skip

@@ -6,7 +6,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from etlnorm.config import load_settings
+from etlnorm.config import config_file, load_settings
+from etlnorm.db.engine import masked_database
 
 try:
     from flows.normalize import normalize_table
@@ -19,9 +20,12 @@ def normalize_warehouse(force: bool = False, runner: str = "default", dask_addre
                         dask_workers: int = 2) -> list[dict[str, Any]]:  # fmt: skip
     """Run normalize-table for each target in turn; a failed target does not stop the others, but fails this run."""
     logger = get_run_logger()
-    targets = load_settings().targets
-    if not targets:
-        logger.warning("no targets configured: add [[targets]] to etlnorm.toml (table, column, ontology)")
+    settings = load_settings()
+    targets = settings.targets
+    if not targets:  # a nightly run that normalizes nothing must not look like success
+        where = config_file() or "none; the worker reads ETLNORM_CONFIG or ./etlnorm.toml in its working directory"
+        raise ValueError(f"no targets configured (config file: {where}): add [[targets]] with table, column, ontology")
+    logger.info("%d targets, database %s", len(targets), masked_database(settings))
     results, failed = [], []
     for target in targets:
         state = normalize_table(target.table, target.column, target.ontology, key=target.key, prefix=target.prefix,

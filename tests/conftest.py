@@ -67,7 +67,7 @@ def database_url(etlnorm_home: Path) -> Iterator[str]:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
     else:
-        os.environ.pop("ETLNORM_DATABASE_URL", None)
+        os.environ["ETLNORM_DATABASE_URL"] = "embedded"
         from etlnorm.db.engine import database_url as configured
 
         url = configured()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,8 @@ def etlnorm(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def assert_one_line_error(done: subprocess.CompletedProcess[str], needle: str) -> None:
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    # Log lines (the database in use) may come first; the error itself is one line, no traceback.
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("INFO ")]
     assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
     assert needle in lines[0]
 
@@ -34,10 +36,60 @@ def test_help_lists_every_command():
         assert command in done.stdout
 
 
-def test_db_init_twice_is_harmless(database_url):
+def test_db_init_twice_is_harmless_and_says_it_once(database_url):
     first, second = etlnorm("db", "init"), etlnorm("db", "init")
     assert first.returncode == 0 and second.returncode == 0, second.stderr
-    assert "schema etlnorm ready" in second.stdout
+    assert second.stdout.count("schema etlnorm ready") == 1 and "ready" not in second.stderr
+    assert "database postgresql+psycopg://" in second.stderr  # which database, logged once, password masked
+    assert second.stderr.count("database postgresql") == 1
+    assert "ready" not in etlnorm("-q", "db", "init").stderr
+
+
+def test_no_configured_database_is_a_one_line_error_not_the_embedded_server(tmp_path):
+    """A shell (or a worker) without ETLNORM_DATABASE_URL must not silently get the demo's database."""
+    env = {k: v for k, v in os.environ.items() if k != "ETLNORM_DATABASE_URL"}
+    done = subprocess.run([sys.executable, "-m", "etlnorm", "ontology", "list"], capture_output=True, text=True,
+                          env={**env, "ETLNORM_HOME": str(tmp_path), "COLUMNS": "200"}, cwd=tmp_path, timeout=120)  # fmt: skip
+    assert_one_line_error(done, "no database configured: set ETLNORM_DATABASE_URL")
+    assert not (tmp_path / "pgdata").exists() and not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_password_is_masked_wherever_the_database_is_named():
+    done = etlnorm("db", "init", env={"ETLNORM_DATABASE_URL": "postgresql+psycopg://bob:s3cret@127.0.0.1:1/nowhere"})
+    assert_one_line_error(done, "cannot connect to")
+    assert "s3cret" not in done.stderr and "***" in done.stderr
+
+
+def test_unknown_setting_in_the_config_file_is_an_error(tmp_path):
+    config = tmp_path / "etlnorm.toml"
+    config.write_text('min_confidnce = 0.5\n[[targets]]\ntable = "t"\ncolumn = "c"\nontology = "hp"\nprefx = "p"\n')
+    done = etlnorm("config", "show", env={"ETLNORM_CONFIG": str(config)})
+    assert_one_line_error(done, "unknown setting 'min_confidnce'")
+    assert "unknown setting 'targets.0.prefx'" in done.stderr and str(config) in done.stderr
+
+
+def test_config_check_says_what_is_missing(database_url, hp, tmp_path):
+    config = tmp_path / "etlnorm.toml"
+    config.write_text('reranker_models = {hp = "/nowhere/reranker"}\n'
+                      '[[targets]]\ntable = "etl.no_such_table"\ncolumn = "term"\nontology = "hp"\n')  # fmt: skip
+    done = etlnorm("config", "check", "--json", env={"ETLNORM_CONFIG": str(config)})
+    assert done.returncode == 1, done.stderr
+    checks = {c["what"]: c for c in json.loads(done.stdout)}
+    assert checks["database"]["status"] == "ok" and checks["ontology hp"]["status"] == "ok"
+    assert checks["target etl.no_such_table.term"]["failed"] and "no table" in checks["target etl.no_such_table.term"]["detail"]
+    assert checks["reranker hp"]["failed"]
+    assert {"encoder", "index hp", "calibration hp"} <= set(checks)
+    healthy = etlnorm("config", "check")
+    assert healthy.returncode == 0, healthy.stdout
+    unset = etlnorm("config", "check", env={"ETLNORM_DATABASE_URL": ""})
+    assert unset.returncode == 1 and "no database configured" in unset.stdout
+
+
+def test_json_output_for_scripts(database_url, hp):
+    listed = etlnorm("ontology", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (hp_row,) = [o for o in json.loads(listed.stdout) if o["name"] == "hp"]
+    assert hp_row["release"] == "2025-01-16" and hp_row["n_terms"] > 19000
 
 
 def test_unknown_ontology(database_url):

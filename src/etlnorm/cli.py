@@ -53,14 +53,31 @@ err = Console(stderr=True)
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+          quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+          embedded: Annotated[bool, typer.Option("--embedded", help="Use the private PostgreSQL under ETLNORM_HOME "
+                                                 "(the demo's), whatever database_url says.")] = False) -> None:  # fmt: skip
+    """Results go to stdout, logs (which database, progress, warnings) to stderr, each once."""
+    if embedded:
+        os.environ["ETLNORM_DATABASE_URL"] = "embedded"
     logging.basicConfig(
         level=logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=err, show_path=False, show_time=False)],
         force=True,
     )
-    logging.getLogger("etlnorm").setLevel(logging.DEBUG if verbose else logging.INFO)
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.getLogger("etlnorm").setLevel(level)
+
+
+_JSON = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
+
+
+def _print_json(value: object) -> None:
+    """One JSON document on stdout, unwrapped (rich would fold long lines)."""
+    import json
+
+    sys.stdout.write(json.dumps(value, indent=1, default=str) + "\n")
 
 
 @config_app.command("show")
@@ -70,6 +87,29 @@ def config_show() -> None:
     for row in describe(load_settings()):
         table.add_row(row.name, str(row.value), row.source, row.description)
     out.print(table)
+
+
+@config_app.command("check")
+def config_check(as_json: _JSON = False) -> None:
+    """Check the config, the database, the loaded ontologies, indexes, calibrations, models and targets;
+    print what is missing and how to fix it. Exit status 1 when something a run needs is missing."""
+    from dataclasses import asdict
+
+    from etlnorm.warehouse.health import check_all
+
+    checks = check_all()
+    if as_json:
+        _print_json([asdict(c) | {"failed": c.failed} for c in checks])
+    else:
+        from rich.markup import escape
+
+        table = Table("check", "status")
+        table.add_column("detail", overflow="fold")
+        for c in checks:
+            table.add_row(c.what, f"[red]{c.status}[/red]" if c.failed else c.status, escape(c.detail))
+        out.print(table)
+    if any(c.failed for c in checks):
+        raise typer.Exit(1)
 
 
 @db_app.command("init")
@@ -83,7 +123,7 @@ def db_init() -> None:
 
 @db_app.command("url")
 def db_url() -> None:
-    """Print the database URL in use (starting the embedded server if none is configured)."""
+    """Print the database URL in use, password masked (starting the embedded server if it is asked for)."""
     from etlnorm.db.engine import get_engine
 
     out.print(get_engine().url.render_as_string(hide_password=True))
@@ -119,13 +159,19 @@ def ontology_load(
 
 
 @ontology_app.command("list")
-def ontology_list() -> None:
+def ontology_list(as_json: _JSON = False) -> None:
     """Loaded ontologies with their releases and counts."""
+    from dataclasses import asdict
+
     from etlnorm.db.engine import ready_engine
     from etlnorm.display import ontology_table
     from etlnorm.ontology.store import list_ontologies
 
-    out.print(ontology_table(list_ontologies(ready_engine())))
+    loaded = list_ontologies(ready_engine())
+    if as_json:
+        _print_json([asdict(o) for o in loaded])
+    else:
+        out.print(ontology_table(loaded))
 
 
 @synonyms_app.command("add")
@@ -194,6 +240,7 @@ def run(
     prefix: Annotated[str | None, typer.Option(help="Output column prefix (default: <column>_<ontology>).")] = None,
     force: Annotated[bool, typer.Option(help="Recompute cached mappings too.")] = False,
     wait: Annotated[bool, typer.Option(help="Wait for a concurrent run on the same column instead of exiting.")] = False,
+    as_json: _JSON = False,
 ) -> None:
     """Normalize a column in place: adds <prefix>_id, _label, _confidence, _method and fills them.
 
@@ -202,8 +249,14 @@ def run(
     """
     from etlnorm.warehouse.run import run_table
 
-    summary = run_table(table, column, ontology, key, prefix, force, wait=wait, progress=True)
+    summary = run_table(table, column, ontology, key, prefix, force, wait=wait, progress=not as_json)
     s, plan = summary.stats, summary.plan
+    if as_json:
+        from dataclasses import asdict
+
+        _print_json({"table": plan.table.qualified, "column": plan.column, "prefix": plan.prefix,
+                     "ontology": plan.ontology, "release": plan.release, "run_id": plan.run_id, **asdict(s)})  # fmt: skip
+        return
     out.print(
         f"{plan.table.qualified}.{plan.column} -> {plan.prefix}_*: {s.rows_updated} of {s.rows_seen} rows updated; "
         f"{s.distinct_terms} distinct terms ({s.new_terms} normalized, {s.cache_hits} from cache); "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +29,8 @@ CONFIG_ENV = "ETLNORM_CONFIG"
 
 class Target(BaseModel):
     """One warehouse column that the scheduled flow keeps normalized."""
+
+    model_config = ConfigDict(extra="forbid")
 
     table: str
     column: str
@@ -60,11 +62,12 @@ def config_file() -> Path | None:
 class Settings(BaseSettings):
     """Everything etlnorm can be told; each field maps to ``ETLNORM_<NAME>`` and a TOML key."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL (postgresql+psycopg://...). Unset: an embedded PostgreSQL under home.",
+        description="SQLAlchemy URL (postgresql+psycopg://...), or 'embedded' for a private PostgreSQL under "
+        "home (the demo's). Unset: commands that need a database refuse to guess.",
     )
     home: Path = Field(
         default=Path("~/.etlnorm"),
@@ -196,6 +199,12 @@ def load_settings(**overrides: Any) -> Settings:
     """Settings as in force now; keyword overrides win over every other source."""
     try:
         return Settings(**overrides)
+    except ValidationError as exc:
+        where = config_file()
+        problems = [f"unknown setting {'.'.join(map(str, e['loc']))!r}" if e["type"] == "extra_forbidden"
+                    else f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]  # fmt: skip
+        raise ConfigError(f"invalid configuration{f' in {where}' if where else ''}: {'; '.join(problems)} "
+                          "(`etlnorm config show` lists every setting)") from exc  # fmt: skip
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"invalid configuration: {exc}".splitlines()[0]) from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from rich.console import Console
@@ -9,7 +10,7 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from etlnorm.config import load_settings
-from etlnorm.db.engine import get_engine, init_db
+from etlnorm.db.engine import EMBEDDED, get_engine, init_db
 from etlnorm.display import ontology_table
 from etlnorm.ontology.registry import read_release
 from etlnorm.ontology.store import list_ontologies, save_release
@@ -22,9 +23,10 @@ DEMO_TABLE = "demo.annotations"
 def run_demo(out: Console, err: Console, rows: int = 5000, distinct: int = 800) -> None:
     """Everything a new user needs to see etlnorm work, on the embedded database by default."""
     start = time.perf_counter()
+    if not load_settings().database_url:  # the demo is the one command that picks the embedded server itself
+        os.environ["ETLNORM_DATABASE_URL"] = EMBEDDED
     settings = load_settings()
     engine = get_engine(settings)
-    out.print(f"database: {engine.url.render_as_string(hide_password=True)}")
     init_db(engine)
     if not list_ontologies(engine, "hp"):
         with err.status("loading HPO ..."):
@@ -54,13 +56,17 @@ def sample_table(engine: Engine, n: int = 12) -> Table:
     return table
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def coverage_table(engine: Engine) -> Table:
     """The etlnorm.coverage view."""
-    table = Table("table", "column", "ontology", "rows", "mapped", "share", "by method", "mean confidence",
+    table = Table("table", "column", "ontology", "rows", "blank", "mapped", "of non-blank", "by method", "mean confidence",
                   title="etlnorm.coverage")  # fmt: skip
     with engine.connect() as conn:
         for r in conn.execute(text("SELECT * FROM etlnorm.coverage")).mappings():
             methods = ", ".join(f"{k}={v}" for k, v in sorted(r["rows_by_method"].items()))
             table.add_row(r["table_name"], r["column_name"], f"{r['ontology']} {r['release']}", str(r["rows"]),
-                          str(r["mapped"]), f"{r['mapped_share']:.1%}", methods, f"{r['mean_confidence']:.3f}")  # fmt: skip
+                          str(r["blank_rows"]), str(r["mapped"]), _share(r["mapped_of_nonblank"]), methods, f"{r['mean_confidence']:.3f}")  # fmt: skip
     return table

@@ -4,6 +4,9 @@ self-supervised on held-out strings of a real release."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ from etlnorm.cascade.calibration import (
     LEXICAL,
     MIN_COUNT,
     Calibration,
+    calibration_folder,
+    calibration_path,
     fit_calibration,
     fit_curve,
     fit_heldout,
@@ -22,6 +27,22 @@ from etlnorm.cascade.heldout import calibration_set
 from etlnorm.cascade.normalizer import Normalizer
 from etlnorm.cascade.retrieval import release_strings
 from etlnorm.config import load_settings
+
+
+@contextmanager
+def kept_calibration(normalizer: Normalizer) -> Iterator[Path]:
+    """Restore the stored calibration of ``normalizer``'s configuration (or its absence) afterwards:
+    the session's other tests use the self-calibration, not what a test fitted in between."""
+    path = calibration_path(calibration_folder(normalizer.settings), normalizer.ontology, normalizer.release,
+                            normalizer.calibration_key())  # fmt: skip
+    before = path.read_bytes() if path.is_file() else None
+    try:
+        yield path
+    finally:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(before)
 
 
 def _gold(n: int = 400, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -41,6 +62,13 @@ def test_curve_is_monotone_and_bounded() -> None:
     assert out.min() >= 0 and out.max() <= 1
     assert out[0] < 0.2 and out[-1] > 0.8  # it did learn the trend
     assert curve.n == len(scores)
+
+
+def test_scores_below_the_fitted_range_are_never_raised() -> None:
+    """A curve fitted only on a tier's 0.85 hits (all right) says nothing about its 0.425 ties."""
+    curve = fit_curve([0.85] * 40, [True] * 39 + [False])
+    assert float(curve(0.85)) == pytest.approx(0.975)
+    assert float(curve(0.425)) == pytest.approx(0.425) and float(curve(0.95)) == pytest.approx(0.975)
 
 
 def test_fitted_precision_matches_observed_rate() -> None:
@@ -84,7 +112,9 @@ def test_self_supervised_calibration_on_held_out_hpo_strings(engine, hp, tmp_pat
     view = [(i, s) for i, s in split.train if i in concepts]
     chosen = [(q, g) for q, g in split.test if g in concepts]
     assert len(chosen) > 500 and not {q.casefold() for q, _ in chosen} & {s.casefold() for _, s in view}
-    assert split.counts["variants"] > 0.4 * (len(split.test) - split.counts["variants"])  # typos, inversions, ...
+    held = split.counts["test"]  # held-out synonyms; then a variant of every other one, and of as many labels
+    assert split.counts["variants"] > 0.4 * held and split.counts["label_variants"] > 0.4 * held
+    assert len(split.test) == held + split.counts["variants"] + split.counts["label_variants"]
     settings = load_settings().model_copy(update={"min_confidence": 0.0})
     raw = Normalizer("hp", engine, settings, calibrated=False, strings=view)
     calibration, report, path = fit_heldout(raw, [q for q, _ in chosen], [g for _, g in chosen], "k1", tmp_path)
@@ -101,7 +131,9 @@ def test_self_supervised_calibration_on_held_out_hpo_strings(engine, hp, tmp_pat
         expected = "own" if r["fitted_on"] >= MIN_COUNT else "raw" if method in LEXICAL else "pooled"
         assert r["curve"] == expected, (method, r)
     assert calibration.curve("llm") is calibration.pooled  # a method never seen gets the pooled curve
-    assert calibration.apply("exact", 0.95) == 0.95  # a lexical one without a curve keeps its constant
+    fallback = Calibration("hp", raw.release, {}, "k", calibration.pooled)
+    assert fallback.apply("synonym", 0.95) == 0.95  # a lexical one without a curve keeps its constant
+    assert fallback.apply("llm", 0.7) == pytest.approx(float(calibration.pooled(0.7)))
 
 
 def test_calibration_is_set_from_inside_the_view(engine, hp) -> None:
@@ -112,8 +144,10 @@ def test_calibration_is_set_from_inside_the_view(engine, hp) -> None:
     outer = heldout_split(engine, "hp", "synonym", seed=13)
     inner = calibration_set(engine, "hp", outer.train, seed=13, limit=500)
     tested = {string_key(q) for q, _ in outer.test}
-    assert not tested & {string_key(q) for q, _ in inner.test}
     assert not tested & {string_key(s) for _, s in inner.train}
+    # A label's variant can spell another held-out synonym ("Ragged-red muscle fibres"): rare, and the
+    # evaluation drops those queries (bench/bench_trust.py).
+    assert len(tested & {string_key(q) for q, _ in inner.test}) <= 0.005 * len(inner.test)
     assert set(inner.train) < set(outer.train) and len(inner.test) > 500
     labels_only = calibration_set(engine, "hp", release_strings(engine, "hp", "labels"), seed=13, limit=100)
     assert len(labels_only.test) > 100  # no synonym in the view: a share of the release's is held out
@@ -149,8 +183,9 @@ def test_calibration_key_names_the_configuration(engine, hp, tmp_path) -> None:
 def test_calibrate_command_without_gold(engine, hp, etlnorm_home) -> None:
     from tests.test_cli import etlnorm
 
-    done = etlnorm("calibrate", "--ontology", "hp", "--limit", "300")
-    assert done.returncode == 0, done.stderr
-    assert "ECE calibrated" in done.stdout and "retrieval" in done.stdout and "saved to" in done.stdout
-    shipped = Normalizer("hp", engine)
-    assert shipped.calibration is not None and "retrieval" in shipped.calibration.curves
+    shipped = Normalizer("hp", engine, load_settings().model_copy(update={"auto_calibrate": False}))
+    with kept_calibration(shipped):  # a 300-string fit must not stand in for the one other tests use
+        done = etlnorm("calibrate", "--ontology", "hp", "--limit", "300")
+        assert done.returncode == 0, done.stderr
+        assert "ECE calibrated" in done.stdout and "retrieval" in done.stdout and "saved to" in done.stdout
+        assert shipped.calibration is not None and "retrieval" in shipped.calibration.curves

@@ -41,7 +41,7 @@ def held_out_synonyms(engine, n: int) -> list[tuple[str, set[str]]]:
 def test_held_out_synonyms_accuracy_at_1(engine, hp_labels):
     queries = held_out_synonyms(engine, N_HELD_OUT)
     assert len(queries) == N_HELD_OUT
-    settings = hp_labels.settings
+    settings = hp_labels.settings.model_copy(update={"min_confidence": 0.6})  # the tier's own raw-cosine bar
     step = RetrievalTier(hp_labels.index, hp_labels.encoder, settings.top_k, settings.min_confidence)
     items = [WorkItem(q, q) for q, _ in queries]
     step(items)  # the retrieval tier alone: no lexical tier in front of it
@@ -90,13 +90,13 @@ def test_index_is_reused(engine, hp_labels):
 
 def test_index_folder_depends_on_release_model_and_variant(hp_labels, tmp_path):
     encoder, home = hp_labels.encoder, hp_labels.settings.home_dir
-    folder = index_folder(home, "hp", hp_labels.release, encoder, "labels")
+    folder = index_folder(home, "hp", hp_labels.release, encoder.fingerprint, "labels")
     assert folder == hp_labels.index.folder
-    assert index_folder(home, "hp", "2099-01-01", encoder, "labels") != folder
-    assert index_folder(home, "hp", hp_labels.release, encoder, "all") != folder
+    assert index_folder(home, "hp", "2099-01-01", encoder.fingerprint, "labels") != folder
+    assert index_folder(home, "hp", hp_labels.release, encoder.fingerprint, "all") != folder
     other = other_model(encoder, tmp_path)
     assert other.fingerprint != encoder.fingerprint
-    assert index_folder(home, "hp", hp_labels.release, other, "labels") != folder
+    assert index_folder(home, "hp", hp_labels.release, other.fingerprint, "labels") != folder
 
 
 def other_model(encoder: Encoder, tmp_path) -> Encoder:

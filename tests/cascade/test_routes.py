@@ -7,11 +7,12 @@ import pytest
 from sqlalchemy import text
 
 from etlnorm.cascade.answer import Answer, Candidate, WorkItem
-from etlnorm.cascade.calibration import answer_feature, calibration_folder, calibration_path, fit_from_gold
+from etlnorm.cascade.calibration import answer_feature, calibration_folder, fit_from_gold
 from etlnorm.cascade.normalizer import Normalizer, raw_normalizer
 from etlnorm.cascade.retrieval import confirm
 from etlnorm.config import load_settings
 from etlnorm.errors import ConfigError
+from tests.cascade.test_calibration import kept_calibration
 from tests.test_cli import etlnorm
 
 
@@ -55,8 +56,8 @@ def test_hgnc_route_exact_then_llm_answers_only_current_agreeing_symbols(engine,
 def test_min_confidence_stops_llm_and_rerank_answers_below_it(engine, hgnc, hp, hp_labels, smollm):
     """The threshold gates every method: an LLM or rerank answer below it is written as ``none``,
     with its confidence and candidates kept."""
-    terms = protein_names(8)
-    manual = {"auto_calibrate": False}
+    terms = protein_names(24)
+    manual = {"auto_calibrate": False, "llm_min_agreement": 0.0}  # raw scores; every constrained answer stands
     llm = Normalizer("hgnc", engine, routed({"hgnc": ["lexical", "llm"]}, min_confidence=0.0, **manual), lm=smollm)
     answered = [m for m in llm.normalize(terms) if m.method == "llm"]
     assert answered, "SmolLM2 answered none of the protein names: nothing to gate"
@@ -115,16 +116,8 @@ def test_calibration_is_fitted_stored_and_applied(engine, hp, hp_labels, etlnorm
     terms = [f"{t.lower()} per chart" for t, _ in gold]  # phrased so that retrieval, not the lexicon, answers
     gold_file = tmp_path / "gold.csv"
     pl.DataFrame({"term": terms, "id": [i for _, i in gold]}).write_csv(gold_file)
-    shipped = Normalizer("hp", engine, load_settings(), variant="labels")
-    path = calibration_path(calibration_folder(load_settings()), "hp", shipped.release, shipped.calibration_key())
-    before = path.read_bytes() if path.is_file() else None
-    try:
+    with kept_calibration(Normalizer("hp", engine, load_settings(), variant="labels")):  # the gold file replaces it
         _check_calibration(engine, terms, gold, gold_file)
-    finally:  # the gold file replaced the self-calibration other tests of this session use
-        if before is None:
-            path.unlink(missing_ok=True)
-        else:
-            path.write_bytes(before)
 
 
 def _check_calibration(engine, terms, gold, gold_file):

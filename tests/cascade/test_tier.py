@@ -77,7 +77,8 @@ def test_answer_is_the_same_alone_and_in_a_batch(request, engine, smollm, ontolo
     later = set(normalizer.route) - {"lexical"}
     assert methods & {"retrieval", "none", "llm", "llm+retrieval", "rerank"}, "no term reached a later tier"
     if "rerank" in later:
-        assert "rerank" in methods or any(len(a.candidates) > 1 for a in batch if a.method == "retrieval")
+        # Reranked answers below the shipped threshold are written as none, their candidates kept.
+        assert "rerank" in methods or any(len(a.candidates) > 1 for a in batch if a.method in ("retrieval", "none"))
 
 
 class Records:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from etlnorm.config import load_settings
 from etlnorm.ontology.registry import fetch_source, spec_for
@@ -83,6 +86,8 @@ def test_normalize_table_in_process_fills_columns_and_writes_the_artifact(engine
     (artifact,) = read_artifact("normalize-flows-basic-term")
     assert artifact.type == "markdown"
     body = artifact.data
+    masked = make_url(os.environ["ETLNORM_DATABASE_URL"]).render_as_string(hide_password=True)
+    assert body.startswith(f"database: `{masked}`")  # the run says which database it wrote to
     assert "flows.basic.term" in body and "| 4000 | 4000 |" in body
     assert "## Rows per method" in body and "| exact |" in body
     assert "## Confidence histogram" in body and "| 0.9–1.0 |" in body
@@ -207,33 +212,69 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
-def test_end_to_end_server_work_pool_deploy_worker_and_cli_backfill(engine, terms, hp_labels, tmp_path):
+def _project(tmp_path: Path, database_url: str) -> Path:
+    """A checkout as the README's walk leaves it: prefect.yaml, flows/ and an etlnorm.toml beside them."""
+    project = tmp_path / "checkout"
+    project.mkdir()
+    shutil.copy(REPO / "prefect.yaml", project)
+    shutil.copytree(REPO / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "etlnorm.toml").write_text(
+        f'database_url = "{database_url}"\nhome = "{os.environ["ETLNORM_HOME"]}"\nindex_variant = "labels"\n'
+        '[[targets]]\ntable = "flows.e2e"\ncolumn = "term"\nontology = "hp"\n'
+    )
+    return project
+
+
+def _wait_for_run(api: str, flow_run_id: str, log: Path, seconds: float = 240) -> None:
+    deadline = time.monotonic() + seconds
+    state = None
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{api}/flow_runs/{flow_run_id}", timeout=5).json()["state"]["type"]
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            break
+        time.sleep(1)
+    assert state == "COMPLETED", f"flow run {flow_run_id} ended {state}:\n{log.read_text()[-6000:]}"
+
+
+def test_end_to_end_readme_walk(engine, terms, hp_labels, tmp_path):
+    """The README's production walk, terminal by terminal: config in ./etlnorm.toml and Prefect's
+    profile (no ETLNORM_* or PREFECT_API_URL exported to any terminal), server, pool, worker, deploy
+    (schedules paused), a backfill and the nightly run, watched from the CLI, worker stopped by Ctrl-C."""
     create_annotation_table(engine, "flows.e2e", terms[:150], rows=3000, seed=9)
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
+    project = _project(tmp_path, os.environ["ETLNORM_DATABASE_URL"])
     home = tmp_path / "prefect-home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-               PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_UI_ENABLED="false",
-               ETLNORM_DATABASE_URL=os.environ["ETLNORM_DATABASE_URL"], ETLNORM_HOME=os.environ["ETLNORM_HOME"],
-               ETLNORM_INDEX_VARIANT="labels")  # fmt: skip
+    # No ETLNORM_* (the walk's configuration is etlnorm.toml) and no PREFECT_* but PREFECT_HOME (its profile).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ETLNORM_"))}
+    env.update(PREFECT_HOME=str(home))
     logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("server", "worker")}
     started: list[subprocess.Popen] = []
 
-    def prefect(*args: str, timeout: float = 120) -> str:
-        done = subprocess.run([PREFECT, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    def command(*args: str, timeout: float = 120) -> str:
+        done = subprocess.run(list(args), cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
+    def prefect(*args: str, timeout: float = 120) -> str:
+        return command(PREFECT, *args, timeout=timeout)
+
+    def start(*args: str, log: str) -> subprocess.Popen:
+        proc = subprocess.Popen([PREFECT, *args], cwd=project, env=env, stdout=logs[log], stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        started.append(proc)
+        return proc
+
     try:
-        started.append(subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                        cwd=tmp_path, env=env, stdout=logs["server"], stderr=subprocess.STDOUT,
-                                        start_new_session=True))  # fmt: skip
+        prefect("config", "set", f"PREFECT_API_URL={api}", "PREFECT_SERVER_ANALYTICS_ENABLED=false",
+                "PREFECT_WORKER_QUERY_SECONDS=2", "PREFECT_UI_ENABLED=false")  # fmt: skip
+        checked = command(str(Path(PREFECT).with_name("etlnorm")), "config", "check", "--json")
+        assert not [c for c in json.loads(checked) if c["failed"]], checked
+        server = start("server", "start", "--host", "127.0.0.1", "--port", str(port), log="server")
         deadline = time.monotonic() + 90
         while True:
-            assert started[0].poll() is None, (tmp_path / "server.log").read_text()
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
             try:
                 if httpx.get(f"{api}/health", timeout=2).status_code == 200:
                     break
@@ -242,31 +283,46 @@ def test_end_to_end_server_work_pool_deploy_worker_and_cli_backfill(engine, term
             assert time.monotonic() < deadline, "prefect server did not come up"
             time.sleep(0.5)
         prefect("work-pool", "create", "etlnorm", "--type", "process")
-        deployed = prefect("--no-prompt", "deploy", "-n", "backfill")
-        assert "normalize-table/backfill" in deployed
-        started.append(subprocess.Popen([PREFECT, "worker", "start", "--pool", "etlnorm", "--type", "process"],
-                                        cwd=tmp_path, env=env, stdout=logs["worker"], stderr=subprocess.STDOUT,
-                                        start_new_session=True))  # fmt: skip
+        worker = start("worker", "start", "--pool", "etlnorm", "--type", "process", log="worker")
+        deployed = prefect("--no-prompt", "deploy", "--all")
+        assert "normalize-table/backfill" in deployed and "normalize-warehouse/nightly" in deployed
+        for name in ("normalize-warehouse/nightly", "refresh-ontologies/weekly"):  # deployed paused
+            schedules = httpx.get(f"{api}/deployments/name/{name}", timeout=5).json()["schedules"]
+            assert schedules and not any(s["active"] for s in schedules), schedules
         out = prefect("deployment", "run", "normalize-table/backfill", "--param", "table=flows.e2e",
                       "--param", "column=term", "--param", "ontology=hp")  # fmt: skip
-        flow_run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
-        deadline = time.monotonic() + 240
-        state = None
-        while time.monotonic() < deadline:
-            state = httpx.get(f"{api}/flow_runs/{flow_run_id}", timeout=5).json()["state"]["type"]
-            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            time.sleep(1)
-        assert state == "COMPLETED", f"flow run {flow_run_id} ended {state}:\n{(tmp_path / 'worker.log').read_text()[-6000:]}"
+        backfill = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
+        _wait_for_run(api, backfill, tmp_path / "worker.log")
+        assert "COMPLETED" in prefect("flow-run", "inspect", backfill).upper()
+        nightly = re.search(r"UUID:\s*([0-9a-f-]{36})", prefect("deployment", "run", "normalize-warehouse/nightly"))
+        _wait_for_run(api, nightly.group(1), tmp_path / "worker.log")
+        worker.send_signal(signal.SIGINT)  # Ctrl-C in terminal 2
+        worker.wait(60)
     finally:
         for proc in reversed(started):
             _stop(proc)
         for fh in logs.values():
             fh.close()
     assert all(proc.poll() is not None for proc in started)
+    log = (tmp_path / "worker.log").read_text()
+    masked = make_url(os.environ["ETLNORM_DATABASE_URL"]).render_as_string(hide_password=True)
+    assert f"database {masked}" in log  # the nightly run says where it writes
     assert scalar(engine, "SELECT count(*) FROM flows.e2e WHERE term_hp_method IS NULL") == 0
-    assert scalar(engine, "SELECT count(*) FROM flows.e2e WHERE term_hp_id IS NOT NULL") > 2000
-    assert scalar(engine, "SELECT status FROM etlnorm.run WHERE table_name = 'flows.e2e'") == "completed"
+    written = scalar(engine, "SELECT count(*) FROM flows.e2e WHERE term_hp_id IS NOT NULL")
+    cached = scalar(engine, "SELECT count(*) FROM flows.e2e e JOIN etlnorm.mapping m ON m.ontology = 'hp' AND"
+                            " m.term_md5 = md5(e.term)::uuid WHERE m.id IS NOT NULL")  # fmt: skip
+    assert written == cached > 1500
+    assert scalar(engine, "SELECT count(*) FROM etlnorm.run WHERE table_name = 'flows.e2e' AND status = 'completed'") == 2
+
+
+def test_the_nightly_flow_without_targets_fails_and_says_where_it_looked(harness, tmp_path, monkeypatch):
+    from flows.warehouse import normalize_warehouse
+
+    monkeypatch.chdir(tmp_path)  # no ./etlnorm.toml
+    monkeypatch.delenv("ETLNORM_CONFIG", raising=False)
+    monkeypatch.delenv("ETLNORM_TARGETS", raising=False)
+    with pytest.raises(ValueError, match="no targets configured .*ETLNORM_CONFIG or ./etlnorm.toml"):
+        normalize_warehouse()
 
 
 def test_normalize_warehouse_runs_every_configured_target(engine, terms, harness, tmp_path, monkeypatch):

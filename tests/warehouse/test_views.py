@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from etlnorm.cascade.textnorm import word_key
+from etlnorm.config import load_settings
 from etlnorm.warehouse.run import run_table
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 from tests.test_cli import etlnorm
@@ -26,11 +27,15 @@ def test_lookup_view_create_and_coverage(engine, hp):
         exact = conn.execute(text("SELECT id, method FROM etlnorm.lookup('Seizures', 'hp')")).one()
         variant = conn.execute(text("SELECT id FROM etlnorm.lookup('SEIZURE!', 'hp')")).scalar()
         unknown = conn.execute(text("SELECT count(*) FROM etlnorm.lookup('never cached text', 'hp')")).scalar()
-        coverage = conn.execute(text("SELECT rows, mapped FROM etlnorm.coverage WHERE table_name = 'etl.viewed'")).one()
+        coverage = conn.execute(text("SELECT rows, blank_rows, mapped, mapped_of_nonblank, mapped_of_all"
+                                     " FROM etlnorm.coverage WHERE table_name = 'etl.viewed'")).one()  # fmt: skip
+        blank = conn.execute(text("SELECT count(*) FROM etl.viewed WHERE coalesce(btrim(term), '') = ''")).scalar()
     assert exact == ("HP:0001250", "exact")
     assert variant == "HP:0001250"  # not cached as spelled: found through the normalized key
     assert unknown == 0
-    assert coverage[0] == 30 and coverage[1] >= 25
+    rows, blank_rows, mapped, of_nonblank, of_all = coverage
+    assert rows == 30 and blank_rows == blank and mapped >= 25 - blank
+    assert float(of_nonblank) == round(mapped / (rows - blank), 4) and float(of_all) == round(mapped / rows, 4)
 
     done = etlnorm("view", "create", "--table", "etl.viewed", "--column", "term", "--ontology", "hp")
     assert done.returncode == 0, done.stderr
@@ -46,3 +51,24 @@ def test_lookup_view_create_and_coverage(engine, hp):
     assert flag is True
     review = etlnorm("runs")
     assert review.returncode == 0
+
+
+def test_mapping_review_lists_abstentions_with_their_candidates(engine, hp):
+    """Every answer below min_confidence is a 'none' row of mapping_review, candidates attached."""
+    terms = ["Seizures", "child is much shorter than peers", "wobbly unsteady walking", "zzqx blorf"]
+    create_annotation_table(engine, "etl.reviewed", terms, rows=20, seed=8)
+    run_table("etl.reviewed", "term", "hp")
+    with engine.connect() as conn:
+        review = conn.execute(text("SELECT term, confidence, candidates FROM etlnorm.mapping_review"
+                                   " WHERE ontology = 'hp' AND term = ANY(:t)"), {"t": terms}).all()  # fmt: skip
+        cached = dict(conn.execute(text("SELECT term, method FROM etlnorm.mapping WHERE ontology = 'hp'"
+                                        " AND term = ANY(:t)"), {"t": terms}).all())  # fmt: skip
+        stored = conn.execute(text("SELECT candidates FROM etlnorm.mapping WHERE ontology = 'hp'"
+                                   " AND term = 'Seizures'")).scalar()  # fmt: skip
+    assert cached["Seizures"] == "exact" and stored[0]["id"] == "HP:0001250"
+    assert {t for t, _, _ in review} == {t for t, m in cached.items() if m == "none"}
+    assert review, "nothing abstained: the review view was not exercised"
+    floor = load_settings().min_confidence
+    for _, confidence, candidates in review:
+        assert confidence < floor
+        assert candidates and all({"id", "label", "score"} <= set(c) for c in candidates)

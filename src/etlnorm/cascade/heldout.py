@@ -237,14 +237,15 @@ def calibration_set(engine: Engine, ontology: str, view: Iterable[tuple[str, str
                     limit: int | None = None, fraction: float = 0.2) -> HeldOut:  # fmt: skip
     """A held-out split *of a normalizer's own view* to calibrate it on: a seeded ``fraction`` of the
     view's EXACT synonyms leaves train (as in ``synonym``), a seeded sample of ``limit`` of them is
-    kept, and one seeded variant (typo, inversion, hedge, ...) of every other one is added, none of
-    them a train string. Drawn from inside the view, so a normalizer that is itself the train part
+    kept, one seeded variant (typo, inversion, hedge, ...) of every other one is added, and one such
+    variant of as many labels of the view (the lexical tier's readings, fuzzy's typos: the strings
+    are new, as in ``typo``), none of them a train string. Drawn from inside the view, so a normalizer that is itself the train part
     of a held-out protocol is calibrated without ever seeing that protocol's test queries. A view
     with no EXACT synonym at all (the labels-only index) holds out a share of the release's."""
     release, labels, synonyms = _load(engine, ontology)
     pairs = set(view)
     exact = [s for s in synonyms if s.scope == "EXACT"]
-    inside = [s for s in exact if (s.id, s.text) in pairs]
+    inside = [s for s in exact if (s.id, s.text) in pairs and string_key(s.text) != string_key(labels.get(s.id, ""))]
     units = _units(inside or exact, string_key)
     rng = random.Random(seed)
     held = set(rng.sample(sorted(units), round(fraction * len(units))))
@@ -260,4 +261,17 @@ def calibration_set(engine: Engine, ontology: str, view: Iterable[tuple[str, str
         if made:
             pairs_out.append((rng.choice(made), gold))
     split.counts["variants"] = len(pairs_out) - len(test)
-    return HeldOut("calibration", train, pairs_out, seed, ontology, release, split.counts)
+    seen = known | {string_key(q) for q, _ in pairs_out}
+    own_labels = sorted((i, t) for i, t in labels.items() if (i, t) in pairs and (i, string_key(t)) not in held)
+    rng.shuffle(own_labels)
+    made: list[tuple[str, str]] = []
+    for ident, label in own_labels:
+        if len(made) >= len(test) // 2:
+            break
+        options = [v for _, v in variants(label, rng) if string_key(v) not in seen]
+        if options:
+            query = rng.choice(options)
+            seen.add(string_key(query))
+            made.append((query, ident))
+    split.counts["label_variants"] = len(made)
+    return HeldOut("calibration", train, pairs_out + made, seed, ontology, release, split.counts)

@@ -72,8 +72,8 @@ def load_lexicon(engine: Engine, ontology: str, strings: Sequence[tuple[str, str
         goal = target.get(term_id)
         if not goal or not string:
             return
-        if by_id[term_id].obsolete:
-            rank = OTHER
+        if by_id[term_id].obsolete:  # its replaced_by chain names one successor: an exact string stays exact
+            rank = max(rank, EXACT)
             string = string.removeprefix("obsolete ")
         if kind in SYMBOL_TYPES and looks_like_symbol(string):
             symbols[symbol_key(string)].append(Entry(goal, rank, string))

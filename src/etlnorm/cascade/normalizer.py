@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from etlnorm.cascade.answer import Answer, Candidate, WorkItem
+from etlnorm.cascade.calibration import VERSION as CALIBRATION_VERSION
 from etlnorm.cascade.calibration import Calibration, calibration_folder, fit_heldout, load_calibration
 from etlnorm.cascade.chars import CharIndex
 from etlnorm.cascade.crossencoder import POOL, CrossEncoderTier, load_reranker, strings_by_id
 from etlnorm.cascade.encoder import Encoder, fingerprint, load_encoder, model_path
 from etlnorm.cascade.fuzzy import FuzzyTier
-from etlnorm.cascade.heldout import calibration_set
+from etlnorm.cascade.heldout import HeldOut, calibration_set
 from etlnorm.cascade.lexical import LexicalTier, Lexicon, dedup_key, load_lexicon
 from etlnorm.cascade.llm_tiers import LlmGenerateTier, LlmRerankTier
 from etlnorm.cascade.retrieval import (
@@ -89,15 +90,21 @@ class Normalizer:
             log.warning("%s: not calibrated (%s); confidence is each tier's raw score", self.ontology, exc)
             return None
 
+    def calibration_split(self, seed: int = 13, limit: int | None = None) -> HeldOut:
+        """The held-out strings ``self_calibrate`` fits on (``calibration_size`` of them, fewer with an
+        LLM in the route): what an evaluation of this normalizer must not score on."""
+        llm = bool({"llm", "rerank"} & set(self.route))
+        size = limit or (self.settings.llm_calibration_size if llm else self.settings.calibration_size)
+        return calibration_set(self.engine, self.ontology, self.view, seed, size)
+
     def self_calibrate(self, seed: int = 13, limit: int | None = None
                        ) -> tuple[Calibration, dict[str, dict[str, Any]], Path]:  # fmt: skip
         """Fit and store this configuration's curves on ``heldout.calibration_set`` of its view: the
         same route, raw and non-abstaining, over the view less the held-out strings (their vectors
         reused from this index); fitted on one half, reported on the other (``fit_heldout``)."""
         self._build_index()
+        split = self.calibration_split(seed, limit)
         llm = bool({"llm", "rerank"} & set(self.route))
-        size = limit or (self.settings.llm_calibration_size if llm else self.settings.calibration_size)
-        split = calibration_set(self.engine, self.ontology, self.view, seed, size)
         log.info("calibrating %s on %d held-out strings (once per release and configuration)",
                  self.ontology, len(split.test))  # fmt: skip
         lm = self.lm if llm else None
@@ -227,7 +234,7 @@ class Normalizer:
         """Names the configuration raw scores depend on (route, index variant, encoder, reranker,
         LLM, adapter, user synonyms): a calibration fitted under another one is not applied."""
         models, adapter = self.provenance()
-        return hashlib.sha256(f"{models}|{adapter}|{self.content[1]}".encode()).hexdigest()[:12]
+        return hashlib.sha256(f"{models}|{adapter}|{self.content[1]}|{CALIBRATION_VERSION}".encode()).hexdigest()[:12]
 
     def key(self, term: str) -> str:
         """The normalized string under which a term is computed and cached."""

@@ -72,9 +72,10 @@ class RetrievalIndex:
         return results
 
 
-def index_folder(home: Path, ontology: str, release: str, encoder: Encoder, variant: str) -> Path:
+def index_folder(home: Path, ontology: str, release: str, fingerprint: str, variant: str) -> Path:
+    """Where the index of a release, an encoder (its fingerprint) and a variant lives."""
     safe_release = release.replace("/", "_").replace(":", "_")
-    return home / "indexes" / ontology / safe_release / f"{encoder.fingerprint}-{variant}"
+    return home / "indexes" / ontology / safe_release / f"{fingerprint}-{variant}"
 
 
 def release_strings(engine: Engine, ontology: str, variant: str) -> list[tuple[str, str]]:
@@ -106,7 +107,7 @@ def build_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, var
         raise ValueError(f"variant must be one of {VARIANTS}")
     with engine.connect() as conn:
         release = current_release(conn, ontology)
-    folder = index_folder(home, ontology, release, encoder, variant)
+    folder = index_folder(home, ontology, release, encoder.fingerprint, variant)
     if (folder / "meta.json").is_file():
         return folder, False
     pairs = sorted(set(strings)) if strings is not None else release_strings(engine, ontology, variant)
@@ -128,7 +129,7 @@ def build_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, var
     (partial / "meta.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
-    log.info("index for %s %s built in %.1f s: %s", ontology, release, meta["seconds"], folder)
+    log.debug("index for %s %s built in %.1f s: %s", ontology, release, meta["seconds"], folder)
     return folder, True
 
 

@@ -13,19 +13,28 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from etlnorm.config import Settings, load_settings
 from etlnorm.db.embedded import embedded_url
-from etlnorm.errors import DatabaseError
+from etlnorm.errors import ConfigError, DatabaseError
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "etlnorm"
 
 
+EMBEDDED = "embedded"  # database_url naming the private server under home (started on demand)
+NO_DATABASE = ("no database configured: set ETLNORM_DATABASE_URL (or database_url in etlnorm.toml) to your "
+               "PostgreSQL, e.g. postgresql+psycopg://user@host:5432/db, or use the private demo server with "
+               "database_url = \"embedded\" or `etlnorm --embedded ...`")  # fmt: skip
+
+
 def database_url(settings: Settings | None = None) -> str:
-    """The configured URL, or the embedded server's (started on demand)."""
+    """The configured URL, or the embedded server's when asked for by name; never a silent fallback,
+    which would let a worker started without its environment write into the wrong database."""
     settings = settings or load_settings()
+    if settings.database_url == EMBEDDED:
+        return embedded_url(settings.home_dir)
     if settings.database_url:
         return settings.database_url
-    return embedded_url(settings.home_dir)
+    raise ConfigError(NO_DATABASE)
 
 
 @cache
@@ -42,14 +51,26 @@ def _engine_for(url: str) -> Engine:
 def get_engine(settings: Settings | None = None) -> Engine:
     """A pooled engine for the configured database; raises DatabaseError if it is unreachable."""
     engine = _engine_for(database_url(settings))
+    where = engine.url.render_as_string(hide_password=True)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        where = engine.url.render_as_string(hide_password=True)
         raise DatabaseError(f"cannot connect to {where}: {reason}") from exc
+    _announce(where)
     return engine
+
+
+def masked_database(settings: Settings | None = None) -> str:
+    """The database in use, as a URL with the password hidden (what logs and run artifacts show)."""
+    return make_url(database_url(settings)).render_as_string(hide_password=True)
+
+
+@cache
+def _announce(masked: str) -> None:
+    """Say once per process which database is used (password masked)."""
+    log.info("database %s", masked)
 
 
 def raw(conn: Connection) -> psycopg.Connection:
@@ -73,7 +94,7 @@ def init_db(engine: Engine) -> list[str]:
         for name in sql_files():
             raw(conn).execute((folder / name).read_text(encoding="utf-8"))
             applied.append(name)
-    log.info("schema %s ready (%s)", SCHEMA, ", ".join(applied))
+    log.debug("schema %s ready (%s)", SCHEMA, ", ".join(applied))
     return applied
 
 
@@ -82,7 +103,8 @@ def ready_engine(settings: Settings | None = None) -> Engine:
     engine = get_engine(settings)
     with engine.connect() as conn:
         # The newest object of the DDL: a database made by an older etlnorm gets the new parts too.
-        found = conn.execute(text("SELECT to_regclass('etlnorm.curation') IS NOT NULL")).scalar()
+        found = conn.execute(text("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = "
+                                  "'etlnorm' AND table_name = 'mapping' AND column_name = 'candidates')")).scalar()  # fmt: skip
     if not found:
         init_db(engine)
     return engine

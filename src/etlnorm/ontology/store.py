@@ -71,7 +71,7 @@ def save_release(engine: Engine, release: Release, allow_shrink: bool = False) -
         reason = str(orig).strip().splitlines()[0]
         raise OntologyError(f"loading {release.name} failed, previous release kept: {reason}") from exc
     loaded = list_ontologies(engine, release.name)[0]
-    log.info("loaded %s release %s from %s: %d terms", loaded.name, loaded.release, loaded.source, loaded.n_terms)
+    log.debug("loaded %s release %s from %s: %d terms", loaded.name, loaded.release, loaded.source, loaded.n_terms)
     return loaded
 
 

@@ -18,6 +18,8 @@ CREATE TABLE IF NOT EXISTS etlnorm.mapping (
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (ontology, term_md5)
 );
+-- The candidates (top-k, calibrated scores) of each answer, abstentions included: what a reviewer picks from.
+ALTER TABLE etlnorm.mapping ADD COLUMN IF NOT EXISTS candidates jsonb;
 CREATE INDEX IF NOT EXISTS mapping_norm_term_idx ON etlnorm.mapping USING hash (norm_term);
 
 CREATE TABLE IF NOT EXISTS etlnorm.run (
@@ -51,11 +53,15 @@ FROM etlnorm.mapping m JOIN etlnorm.ontology o ON o.name = m.ontology
 WHERE m.release IS DISTINCT FROM o.release;
 
 -- Coverage of each normalized column, as measured at the end of its latest completed run.
-CREATE OR REPLACE VIEW etlnorm.coverage AS
+-- mapped_of_nonblank leaves NULL and blank terms (method 'empty') out of the denominator; mapped_of_all keeps them.
+DROP VIEW IF EXISTS etlnorm.coverage;
+CREATE VIEW etlnorm.coverage AS
 SELECT DISTINCT ON (r.table_name, r.column_name, r.ontology)
        r.table_name, r.column_name, r.ontology, r.release,
-       r.rows_seen AS rows, r.mapped_rows AS mapped,
-       round(r.mapped_rows::numeric / nullif(r.rows_seen, 0), 4) AS mapped_share,
+       r.rows_seen AS rows, coalesce((r.methods ->> 'empty')::bigint, 0) AS blank_rows, r.mapped_rows AS mapped,
+       round(r.mapped_rows::numeric
+             / nullif(r.rows_seen - coalesce((r.methods ->> 'empty')::bigint, 0), 0), 4) AS mapped_of_nonblank,
+       round(r.mapped_rows::numeric / nullif(r.rows_seen, 0), 4) AS mapped_of_all,
        r.methods AS rows_by_method, r.mean_confidence, r.finished_at AS measured_at
 FROM etlnorm.run r
 WHERE r.status = 'completed'

@@ -79,12 +79,15 @@ FROM etlnorm.curation c
 WHERE c.decision = 'reject';
 
 -- The review queue: weak or missing automatic answers, and curated IDs that no longer resolve.
-CREATE OR REPLACE VIEW etlnorm.mapping_review AS
-SELECT m.ontology, m.term, m.id, m.label, m.confidence, m.method, m.release, m.created_at
+-- What needs a person: abstentions (every answer below min_confidence is written as 'none', with its
+-- calibrated confidence and candidates) and curated IDs that became obsolete with no replacement.
+DROP VIEW IF EXISTS etlnorm.mapping_review;
+CREATE VIEW etlnorm.mapping_review AS
+SELECT m.ontology, m.term, m.id, m.label, m.confidence, m.method, m.release, m.created_at, m.candidates
 FROM etlnorm.mapping m
-WHERE m.method = 'none' OR m.confidence < 0.7
+WHERE m.method = 'none'
 UNION ALL
-SELECT k.ontology, k.term, k.curated_id, NULL, 1.0::real, 'curated (obsolete)', o.release, k.at
+SELECT k.ontology, k.term, k.curated_id, NULL, 1.0::real, 'curated (obsolete)', o.release, k.at, NULL::jsonb
 FROM etlnorm.curated k JOIN etlnorm.ontology o ON o.name = k.ontology
 WHERE k.id IS NULL
 ORDER BY 5, 2;

@@ -12,6 +12,7 @@ run in this process or in another one (a Dask worker); ``etlnorm.warehouse.run``
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -181,23 +182,28 @@ def cache_answers(plan: RunPlan, normalizer: Normalizer, terms: Sequence[str], a
     with plan.engine().begin() as conn:
         cur = raw(conn).cursor()
         cur.execute("CREATE TEMP TABLE etlnorm_batch (term text, norm_term text, id text, label text,"
-                    " confidence real, method text) ON COMMIT DROP")  # fmt: skip
+                    " confidence real, method text, candidates jsonb) ON COMMIT DROP")  # fmt: skip
         with cur.copy("COPY etlnorm_batch FROM STDIN") as copy:
             for term, a in zip(terms, answers, strict=True):
                 confidence = None if a.method == "empty" else a.confidence
-                copy.write_row((term, normalizer.key(term), a.id, a.label, confidence, a.method))
+                copy.write_row((term, normalizer.key(term), a.id, a.label, confidence, a.method, candidates_json(a)))
         cur.execute(
             "INSERT INTO etlnorm.mapping AS m (ontology, term_md5, term, norm_term, release, id, label, confidence,"
-            " method, model, adapter, run_id)"
+            " method, model, adapter, run_id, candidates)"
             " SELECT %(o)s, md5(term)::uuid, term, norm_term, %(r)s, id, label, confidence, method, %(model)s,"
-            " %(adapter)s, %(run)s FROM etlnorm_batch"
+            " %(adapter)s, %(run)s, candidates FROM etlnorm_batch"
             " ON CONFLICT (ontology, term_md5) DO UPDATE SET norm_term = EXCLUDED.norm_term,"
             " release = EXCLUDED.release, id = EXCLUDED.id, label = EXCLUDED.label,"
             " confidence = EXCLUDED.confidence, method = EXCLUDED.method, model = EXCLUDED.model,"
-            " adapter = EXCLUDED.adapter, run_id = EXCLUDED.run_id, created_at = now()",
+            " adapter = EXCLUDED.adapter, run_id = EXCLUDED.run_id, candidates = EXCLUDED.candidates, created_at = now()",
             {"o": plan.ontology, "r": plan.release, "model": model, "adapter": adapter, "run": plan.run_id},
         )
         return cur.rowcount
+
+
+def candidates_json(answer: Answer) -> str:
+    """An answer's candidates (top-k, calibrated scores) as JSON, so a reviewer sees the alternatives."""
+    return json.dumps([{"id": c.id, "label": c.label, "score": round(float(c.score), 4)} for c in answer.candidates])
 
 
 def forget_answers(engine: Engine, ontology: str, texts: Sequence[str]) -> int:

@@ -108,7 +108,7 @@ def execute_run(plan: RunPlan, executor: Executor, *, wait: bool = False) -> Run
             raise
         stats.timings["total"] = round(time.perf_counter() - started, 3)
         executor.call(phases.record_outcome, plan, stats)
-    log.info("%s.%s: %d rows updated of %d", plan.table.qualified, plan.column, stats.rows_updated, stats.rows_seen)
+    log.debug("%s.%s: %d rows updated of %d", plan.table.qualified, plan.column, stats.rows_updated, stats.rows_seen)
     return report
 
 
