@@ -68,23 +68,6 @@ def test_unknown_setting_in_the_config_file_is_an_error(tmp_path):
     assert "unknown setting 'targets.0.prefx'" in done.stderr and str(config) in done.stderr
 
 
-def test_config_check_says_what_is_missing(database_url, hp, tmp_path):
-    config = tmp_path / "etlnorm.toml"
-    config.write_text('reranker_models = {hp = "/nowhere/reranker"}\n'
-                      '[[targets]]\ntable = "etl.no_such_table"\ncolumn = "term"\nontology = "hp"\n')  # fmt: skip
-    done = etlnorm("config", "check", "--json", env={"ETLNORM_CONFIG": str(config)})
-    assert done.returncode == 1, done.stderr
-    checks = {c["what"]: c for c in json.loads(done.stdout)}
-    assert checks["database"]["status"] == "ok" and checks["ontology hp"]["status"] == "ok"
-    assert checks["target etl.no_such_table.term"]["failed"] and "no table" in checks["target etl.no_such_table.term"]["detail"]
-    assert checks["reranker hp"]["failed"]
-    assert {"encoder", "index hp", "calibration hp"} <= set(checks)
-    healthy = etlnorm("config", "check")
-    assert healthy.returncode == 0, healthy.stdout
-    unset = etlnorm("config", "check", env={"ETLNORM_DATABASE_URL": ""})
-    assert unset.returncode == 1 and "no database configured" in unset.stdout
-
-
 def test_json_output_for_scripts(database_url, hp):
     listed = etlnorm("ontology", "list", "--json")
     assert listed.returncode == 0, listed.stderr

@@ -121,10 +121,11 @@ class Settings(BaseSettings):
     )
     routing: dict[str, list[str]] = Field(
         default_factory=lambda: {
-            "hgnc": ["lexical", "llm", "retrieval"],
-            # The paper's route for numeric IDs is lexical -> retrieval -> rerank; with the offline default
-            # SmolLM2-135M the reranker lowers accuracy@1 (0.380 -> 0.300) at 16x the time
-            # (bench/RESULTS-cascade.md), so add "rerank" here when llm_model is a stronger model.
+            # No model tier by default: the offline SmolLM2-135M knows no ID untuned (0/80 zero-shot, gene
+            # symbols included) and its reranker lowers accuracy@1 (0.380 -> 0.300) at 16x the time
+            # (bench/RESULTS-cascade.md). Add "llm" (genes) or "rerank" with a fine-tuned adapter or a
+            # stronger llm_model; a route with an LLM tier and no adapter logs a warning.
+            "hgnc": ["lexical", "retrieval"],
             "hp": ["lexical", "fuzzy", "retrieval"],
             "go": ["lexical", "fuzzy", "retrieval"],
         },

@@ -144,3 +144,12 @@ def _check_calibration(engine, terms, gold, gold_file):
             expected = float(curve(answer_feature(before)))
             assert after.confidence == pytest.approx(expected, abs=1e-6)
             assert (after.method == "none") == (expected < load_settings().min_confidence)
+
+
+def test_no_default_route_starts_an_untuned_model():
+    """The offline LLM knows no IDs untuned: no shipped route has a model tier."""
+    from etlnorm.config import Settings
+
+    defaults = Settings.model_fields["routing"].default_factory()
+    assert set(defaults) == {"hp", "go", "hgnc"}
+    assert not any({"llm", "rerank"} & set(route) for route in defaults.values()), defaults

@@ -157,6 +157,9 @@ class Normalizer:
     @cached_property
     def lm(self) -> LanguageModel:
         """The LLM of the llm/rerank steps: given, or loaded once from the ``llm_*`` settings."""
+        if self._lm is None and not self.settings.llm_model and self.ontology not in self.settings.llm_adapters:
+            log.warning("route of %s has an LLM tier but the LLM is the untuned offline SmolLM2-135M, which knows "
+                        "no IDs: fine-tune an adapter (etlnorm finetune) or set llm_model", self.ontology)  # fmt: skip
         return self._lm if self._lm is not None else load_from_settings(self.settings)
 
     @cached_property
