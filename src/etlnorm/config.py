@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     )
     normalize_batch_size: int = Field(default=5000, description="Distinct terms per normalize() batch in ETL runs.")
     update_batch_rows: int = Field(default=200_000, description="Rows per key-range UPDATE transaction.")
+    lock_timeout: float = Field(
+        default=10.0, description="Seconds a run waits for the table lock it needs to add its output columns."
+    )
     http_timeout: float = Field(default=30.0, description="Seconds to wait for an ontology download.")
     targets: list[Target] = Field(default_factory=list, description="Tables the warehouse flow normalizes.")
     llm_model: str | None = Field(

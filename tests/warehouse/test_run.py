@@ -19,6 +19,7 @@ from etlnorm.warehouse.catalog import split_name
 from etlnorm.warehouse.phases import RunLockedError, plan_run
 from etlnorm.warehouse.run import run_table
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
+from etlnorm.warehouse.views import create_table_view
 from tests.test_cli import assert_one_line_error, etlnorm
 
 
@@ -204,3 +205,37 @@ def test_second_concurrent_run_exits_clearly(engine, terms):
             run_table("etl.locked", "term", "hp")
         holder.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": plan.lock_key})
     assert run_table("etl.locked", "term", "hp").stats.rows_updated == 50
+
+
+def test_a_derived_name_over_63_bytes_is_refused_at_plan_time(engine, hp):
+    column = "c" * 60  # <column>_hp_id would be 66 bytes: PostgreSQL would truncate it silently
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA IF NOT EXISTS etl"))
+        conn.execute(text("DROP TABLE IF EXISTS etl.longnames"))
+        conn.execute(text(f'CREATE TABLE etl.longnames (id int PRIMARY KEY, "{column}" text)'))
+        conn.execute(text("INSERT INTO etl.longnames VALUES (1, 'Seizure')"))
+    with pytest.raises(TableError, match=r"_hp_id. would be 66 bytes.*--prefix of at most 52 bytes"):
+        plan_run(load_settings(), "etl.longnames", column, "hp")
+    assert_one_line_error(etlnorm("run", "--table", "etl.longnames", "--column", column, "--ontology", "hp"),
+                          "over PostgreSQL's 63")  # fmt: skip
+    assert run_table("etl.longnames", column, "hp", prefix="short").stats.rows_updated == 1
+    with pytest.raises(TableError, match="view"):
+        create_table_view(engine, "etl.longnames", column, "hp", prefix="p" * 52)
+
+
+def test_a_rerun_that_adds_no_column_is_not_blocked_by_a_reader_holding_row_locks(engine, terms):
+    """ALTER TABLE (an ACCESS EXCLUSIVE lock) runs only when an output column is missing, so a
+    session holding row locks on the table does not stall a rerun; a run that must add columns
+    waits at most lock_timeout and says why."""
+    create_annotation_table(engine, "etl.busy", terms[:20], rows=100, seed=12)
+    run_table("etl.busy", "term", "hp")
+    quick = load_settings().model_copy(update={"lock_timeout": 1.0})
+    with engine.connect() as reader:
+        reader.execute(text("SELECT * FROM etl.busy WHERE id = (SELECT min(id) FROM etl.busy) FOR UPDATE"))
+        start = time.monotonic()
+        again = run_table("etl.busy", "term", "hp", settings=quick)
+        assert again.stats.rows_updated == 0 and time.monotonic() - start < 60
+        with pytest.raises(TableError, match="could not lock etl.busy within 1 s"):
+            run_table("etl.busy", "term", "hp", prefix="other", settings=quick)  # must add 4 columns
+        reader.rollback()
+    assert run_table("etl.busy", "term", "hp", prefix="other").stats.rows_updated == 100

@@ -116,9 +116,22 @@ def output_columns(prefix: str) -> dict[str, str]:
     return {part: f"{prefix}_{part}" for part in OUTPUT_TYPES}
 
 
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are truncated without a word
+
+
+def check_name_length(name: str, what: str, prefix: str, suffix: str) -> None:
+    """Refuse a derived name PostgreSQL would silently truncate, naming the ``--prefix`` that fits."""
+    size = len(name.encode())
+    if size > MAX_IDENTIFIER_BYTES:
+        room = MAX_IDENTIFIER_BYTES - len(suffix.encode())
+        raise TableError(f"{what} {name!r} would be {size} bytes, over PostgreSQL's {MAX_IDENTIFIER_BYTES} "
+                         f"(it would be truncated): choose a --prefix of at most {room} bytes instead of {prefix!r}")  # fmt: skip
+
+
 def check_output_columns(table: Table, prefix: str) -> None:
-    """Existing output columns must have the types a run writes."""
+    """Output column names must fit PostgreSQL's limit, and existing ones have the types a run writes."""
     for part, column in output_columns(prefix).items():
+        check_name_length(column, "output column", prefix, f"_{max(OUTPUT_TYPES, key=len)}")
         found = table.columns.get(column)
         if found is not None and found != OUTPUT_TYPES[part]:
             raise TableError(f"column {table.qualified}.{column} exists as {found}, expected {OUTPUT_TYPES[part]}")

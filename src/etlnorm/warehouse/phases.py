@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -32,9 +33,10 @@ from etlnorm.cascade.normalizer import Normalizer, get_normalizer
 from etlnorm.cascade.textnorm import clean, word_key
 from etlnorm.config import Settings
 from etlnorm.db.engine import raw, ready_engine
-from etlnorm.errors import EtlnormError
+from etlnorm.errors import EtlnormError, TableError
 from etlnorm.ontology.store import current_release
 from etlnorm.warehouse.catalog import (
+    OUTPUT_TYPES,
     Table,
     check_output_columns,
     find_table,
@@ -122,13 +124,24 @@ def run_lock(plan: RunPlan, wait: bool = False) -> Iterator[None]:
 
 
 def prepare_table(plan: RunPlan) -> None:
-    """Add the output columns if missing (one statement) and record the run as started."""
-    types = {"id": "text", "label": "text", "confidence": "real", "method": "text"}
-    adds = sql.SQL(", ").join(
-        sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(plan.ident(part), sql.SQL(kind)) for part, kind in types.items()
-    )
+    """Add the output columns that are missing (one statement) and record the run as started.
+
+    ALTER TABLE takes an ACCESS EXCLUSIVE lock, even with IF NOT EXISTS and nothing to add, and
+    readers of a busy table queue behind it: so it runs only when a column is missing, and gives up
+    after ``lock_timeout`` seconds with a clear error rather than stalling the warehouse."""
     with plan.engine().begin() as conn:
-        raw(conn).execute(sql.SQL("ALTER TABLE {} ").format(plan.table.ident) + adds)
+        present = set(find_table(conn, plan.table.qualified).columns)
+        missing = [(part, kind) for part, kind in OUTPUT_TYPES.items() if plan.outputs[part] not in present]
+        if missing:
+            adds = sql.SQL(", ").join(sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(plan.ident(part), sql.SQL(kind))
+                                      for part, kind in missing)  # fmt: skip
+            cur = raw(conn).cursor()
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(plan.settings.lock_timeout * 1000)}ms",))
+            try:
+                cur.execute(sql.SQL("ALTER TABLE {} ").format(plan.table.ident) + adds)
+            except psycopg.errors.LockNotAvailable as exc:
+                raise TableError(f"could not lock {plan.table.qualified} within {plan.settings.lock_timeout:g} s to "
+                                 "add its output columns: another session holds it; retry, or raise lock_timeout") from exc  # fmt: skip
         start_run(conn, plan.run_id, plan.table.qualified, plan.column, plan.ontology, plan.release, plan.prefix)
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from etlnorm.db.engine import raw
 from etlnorm.errors import TableError
 from etlnorm.ontology.registry import spec_for
-from etlnorm.warehouse.catalog import find_table, output_columns
+from etlnorm.warehouse.catalog import check_name_length, find_table, output_columns
 
 
 def create_table_view(engine: Engine, table: str, column: str, ontology: str, prefix: str | None = None,
@@ -19,10 +19,13 @@ def create_table_view(engine: Engine, table: str, column: str, ontology: str, pr
     prefix = prefix or f"{column}_{ontology}"
     with engine.begin() as conn:
         found = find_table(conn, table)
+        view = name or f"{found.name}_{prefix}_v"
+        for derived, what, suffix in ((view, "view", f"{found.name}__v"), (f"{prefix}_current_label", "view column",
+                                      "_current_label")):  # fmt: skip
+            check_name_length(derived, what, prefix, suffix)
         id_column = output_columns(prefix)["id"]
         if id_column not in found.columns:
             raise TableError(f"{found.qualified} has no column {id_column}: run `etlnorm run` on it first")
-        view = name or f"{found.name}_{prefix}_v"
         statement = sql.SQL(
             "CREATE OR REPLACE VIEW {view} AS SELECT t.*, o.label AS {label}, o.release AS {release},"
             " CASE WHEN t.{id} IS NULL THEN NULL ELSE coalesce(o.obsolete, true) END AS {obsolete}"
