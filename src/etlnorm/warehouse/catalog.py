@@ -91,6 +91,17 @@ def find_table(conn: Connection, name: str) -> Table:
     return Table(row.nspname, row.relname, columns, tuple(pk))
 
 
+def table_columns(conn: Connection, table: Table) -> set[str]:
+    """The columns ``table`` has now (another run may have added some since it was planned); found
+    by its exact schema and name, never by re-parsing its display name."""
+    return set(conn.execute(
+        text("SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+             " JOIN pg_namespace n ON n.oid = c.relnamespace"
+             " WHERE n.nspname = :s AND c.relname = :t AND a.attnum > 0 AND NOT a.attisdropped"),
+        {"s": table.schema, "t": table.name},
+    ).scalars())  # fmt: skip
+
+
 def require_text_column(table: Table, column: str) -> None:
     if column not in table.columns:
         raise TableError(f"table {table.qualified} has no column {column!r}")

@@ -43,6 +43,7 @@ from etlnorm.warehouse.catalog import (
     key_column,
     output_columns,
     require_text_column,
+    table_columns,
 )
 from etlnorm.warehouse.records import RunStats, finish_run, start_run
 
@@ -130,7 +131,7 @@ def prepare_table(plan: RunPlan) -> None:
     readers of a busy table queue behind it: so it runs only when a column is missing, and gives up
     after ``lock_timeout`` seconds with a clear error rather than stalling the warehouse."""
     with plan.engine().begin() as conn:
-        present = set(find_table(conn, plan.table.qualified).columns)
+        present = table_columns(conn, plan.table)
         missing = [(part, kind) for part, kind in OUTPUT_TYPES.items() if plan.outputs[part] not in present]
         if missing:
             adds = sql.SQL(", ").join(sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(plan.ident(part), sql.SQL(kind))
