@@ -474,7 +474,6 @@ def normalize_cmd(
     labels_only: _LABELS_ONLY = False,
 ) -> None:
     """Map terms to current IDs: columns term, id, label, confidence, method, candidates (JSON)."""
-    import json
 
     import polars as pl
 
@@ -508,7 +507,7 @@ def normalize_cmd(
             "confidence": [round(m.confidence, 4) for m in mappings],
             "method": [m.method for m in mappings],
             "candidates": [
-                json.dumps([{"id": c.id, "label": c.label, "score": round(c.score, 4)} for c in m.candidates])
+                m.candidates_json()
                 for m in mappings
             ],
         },

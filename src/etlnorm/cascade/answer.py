@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 # Methods, in the order a reader meets them: a person's decision, lexical hits, LLM paths, retrieval, non-answers.
@@ -30,6 +31,10 @@ class Answer:
     confidence: float
     method: str
     candidates: list[Candidate] = field(default_factory=list)
+
+    def candidates_json(self) -> str:
+        """The candidates (top-k, scores to 4 places) as JSON: what files and the mapping cache keep."""
+        return json.dumps([{"id": c.id, "label": c.label, "score": round(float(c.score), 4)} for c in self.candidates])
 
 
 @dataclass(slots=True)

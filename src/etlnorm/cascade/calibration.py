@@ -105,8 +105,6 @@ def fit_curve(scores: Sequence[float], correct: Sequence[bool | int]) -> Curve:
     return Curve(tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)), len(x))
 
 
-
-
 def calibration_bins(confidences: Sequence[float], correct: Sequence[bool], n_bins: int = 10
                      ) -> list[tuple[float, float, int, float, float]]:  # fmt: skip
     """Equal-width confidence bins: (low, high, answers, mean confidence, precision), empty bins left out."""

@@ -239,9 +239,10 @@ def calibration_set(engine: Engine, ontology: str, view: Iterable[tuple[str, str
     view's EXACT synonyms leaves train (as in ``synonym``), a seeded sample of ``limit`` of them is
     kept, one seeded variant (typo, inversion, hedge, ...) of every other one is added, and one such
     variant of as many labels of the view (the lexical tier's readings, fuzzy's typos: the strings
-    are new, as in ``typo``), none of them a train string. Drawn from inside the view, so a normalizer that is itself the train part
-    of a held-out protocol is calibrated without ever seeing that protocol's test queries. A view
-    with no EXACT synonym at all (the labels-only index) holds out a share of the release's."""
+    are new, as in ``typo``), none of them a train string. Drawn from inside the view, so a
+    normalizer that is itself the train part of a held-out protocol is calibrated without ever
+    seeing that protocol's test queries. A view with no EXACT synonym at all (the labels-only
+    index) holds out a share of the release's."""
     release, labels, synonyms = _load(engine, ontology)
     pairs = set(view)
     exact = [s for s in synonyms if s.scope == "EXACT"]

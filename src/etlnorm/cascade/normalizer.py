@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 TIER_NAMES = ("lexical", "fuzzy", "llm", "retrieval", "crossencoder", "rerank")
 RENAMED = {"exact": "lexical"}  # route names of earlier releases
+INDEX_TIERS = frozenset({"retrieval", "crossencoder", "rerank"})  # tiers that read the retrieval index
+LLM_TIERS = frozenset({"llm", "rerank"})  # tiers that run the causal LM
 
 
 class Normalizer:
@@ -93,8 +95,7 @@ class Normalizer:
     def calibration_split(self, seed: int = 13, limit: int | None = None) -> HeldOut:
         """The held-out strings ``self_calibrate`` fits on (``calibration_size`` of them, fewer with an
         LLM in the route): what an evaluation of this normalizer must not score on."""
-        llm = bool({"llm", "rerank"} & set(self.route))
-        size = limit or (self.settings.llm_calibration_size if llm else self.settings.calibration_size)
+        size = limit or (self.settings.llm_calibration_size if self.uses_llm else self.settings.calibration_size)
         return calibration_set(self.engine, self.ontology, self.view, seed, size)
 
     def self_calibrate(self, seed: int = 13, limit: int | None = None
@@ -104,10 +105,9 @@ class Normalizer:
         reused from this index); fitted on one half, reported on the other (``fit_heldout``)."""
         self._build_index()
         split = self.calibration_split(seed, limit)
-        llm = bool({"llm", "rerank"} & set(self.route))
         log.info("calibrating %s on %d held-out strings (once per release and configuration)",
                  self.ontology, len(split.test))  # fmt: skip
-        lm = self.lm if llm else None
+        lm = self.lm if self.uses_llm else None
         raw = Normalizer(self.ontology, self.engine, self.settings.model_copy(update={"min_confidence": 0.0}),
                          route=self.route, lm=lm, calibrated=False, strings=split.train)  # fmt: skip
         queries, gold = [q for q, _ in split.test], [g for _, g in split.test]
@@ -208,8 +208,16 @@ class Normalizer:
         self._build_index()
         self.calibration  # noqa: B018 - fitting it, when missing, is the point
 
+    @property
+    def uses_index(self) -> bool:
+        return bool(INDEX_TIERS & set(self.route))
+
+    @property
+    def uses_llm(self) -> bool:
+        return bool(LLM_TIERS & set(self.route))
+
     def _build_index(self) -> None:
-        if {"retrieval", "crossencoder", "rerank"} & set(self.route):
+        if self.uses_index:
             self.index  # noqa: B018 - building is the point
 
     def agreement(self, term: str, ident: str) -> float:
@@ -228,7 +236,7 @@ class Normalizer:
         if "crossencoder" in self.route and reranker and Path(reranker).expanduser().is_dir():
             parts.append(f"reranker={fingerprint(Path(reranker).expanduser())}")
         adapter = None
-        if {"llm", "rerank"} & set(self.route):
+        if self.uses_llm:
             parts.append(f"lm={self.settings.llm_model or 'SmolLM2-135M-Instruct'}")
             adapter = self.settings.llm_adapters.get(self.ontology)
         return "+".join(parts), adapter

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from etlnorm.cascade.calibration import calibration_folder, load_calibration
 from etlnorm.cascade.encoder import fingerprint, model_path
-from etlnorm.cascade.normalizer import Normalizer
+from etlnorm.cascade.normalizer import LLM_TIERS, Normalizer
 from etlnorm.cascade.retrieval import index_folder
 from etlnorm.config import Settings, config_file, load_settings
 from etlnorm.db.engine import get_engine, masked_database
@@ -87,7 +87,7 @@ def _prepared(normalizer: Normalizer) -> list[Check]:
     """The ontology's index (for its route) and the calibration of its configuration."""
     settings, name = normalizer.settings, normalizer.ontology
     checks = []
-    if {"retrieval", "crossencoder", "rerank"} & set(normalizer.route):
+    if normalizer.uses_index:
         try:
             stamp = fingerprint(model_path(settings.encoder_for(name)))
         except EtlnormError:
@@ -106,7 +106,7 @@ def _prepared(normalizer: Normalizer) -> list[Check]:
 def _models(settings: Settings) -> list[Check]:
     """The LLM (when a route uses it), adapters and rerankers named in the settings exist."""
     checks = []
-    if any({"llm", "rerank"} & set(route) for route in settings.routing.values()):
+    if any(LLM_TIERS & set(route) for route in settings.routing.values()):
         try:
             where = Path(settings.llm_model).expanduser() if settings.llm_model else default_model_dir()
             checks.append(Check("llm", OK if where.exists() or not settings.llm_model else MISSING, str(where)))

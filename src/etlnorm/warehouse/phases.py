@@ -12,7 +12,6 @@ run in this process or in another one (a Dask worker); ``etlnorm.warehouse.run``
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -200,7 +199,7 @@ def cache_answers(plan: RunPlan, normalizer: Normalizer, terms: Sequence[str], a
         with cur.copy("COPY etlnorm_batch FROM STDIN") as copy:
             for term, a in zip(terms, answers, strict=True):
                 confidence = None if a.method == "empty" else a.confidence
-                copy.write_row((term, normalizer.key(term), a.id, a.label, confidence, a.method, candidates_json(a)))
+                copy.write_row((term, normalizer.key(term), a.id, a.label, confidence, a.method, a.candidates_json()))
         cur.execute(
             "INSERT INTO etlnorm.mapping AS m (ontology, term_md5, term, norm_term, release, id, label, confidence,"
             " method, model, adapter, run_id, candidates)"
@@ -213,11 +212,6 @@ def cache_answers(plan: RunPlan, normalizer: Normalizer, terms: Sequence[str], a
             {"o": plan.ontology, "r": plan.release, "model": model, "adapter": adapter, "run": plan.run_id},
         )
         return cur.rowcount
-
-
-def candidates_json(answer: Answer) -> str:
-    """An answer's candidates (top-k, calibrated scores) as JSON, so a reviewer sees the alternatives."""
-    return json.dumps([{"id": c.id, "label": c.label, "score": round(float(c.score), 4)} for c in answer.candidates])
 
 
 def forget_answers(engine: Engine, ontology: str, texts: Sequence[str]) -> int:
