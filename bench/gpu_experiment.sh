@@ -10,7 +10,9 @@
 #   MODEL_DIR  a local transformers folder (config.json + safetensors) or a .gguf file; also $ETLNORM_GPU_MODEL
 #   OUT_DIR    default docs/experiment-gpu/<model folder name>
 # Env:     LIMIT       terms per split (default 600: the paper's full sets)
-#          ONTOLOGIES  default "hp go hgnc"
+#          TASKS       default "hp go hgnc hgnc-protein" (hgnc-protein: the paper's protein name -> symbol)
+#          RERANK      "1" (default): also train the HPO rerank adapter (etlnorm finetune --task rerank,
+#                      4,000 queries) for the reranked row and the HPO cascade; "0" skips it
 #          CONFIG      fine-tuning TOML (default docs/experiment/finetune.toml; the paper trained longer,
 #                      consider epochs = 5 and learning_rate = 2e-4 for an 8B model)
 #          ETLNORM_DATABASE_URL / ETLNORM_HOME as for every etlnorm command (ontologies are loaded if missing)
@@ -29,7 +31,8 @@ if [[ ! -e "$MODEL" ]]; then
 fi
 OUT="${2:-docs/experiment-gpu/$(basename "${MODEL%/}")}"
 LIMIT="${LIMIT:-600}"
-ONTOLOGIES="${ONTOLOGIES:-hp go hgnc}"
+TASKS="${TASKS:-hp go hgnc hgnc-protein}"
+RERANK="${RERANK:-1}"
 CONFIG="${CONFIG:-docs/experiment/finetune.toml}"
 PY=.venv/bin/python
 ETL=.venv/bin/etlnorm
@@ -42,7 +45,7 @@ print(f"CUDA: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, bf16 {
 PY
 
 "$ETL" db init
-for o in $ONTOLOGIES; do
+for o in hp go hgnc; do
   if ! "$PY" -c "import sys; from etlnorm.db.engine import ready_engine; from etlnorm.ontology.store import list_ontologies
 sys.exit(0 if list_ontologies(ready_engine(), sys.argv[1]) else 1)" "$o"; then
     "$ETL" ontology load "$o" || "$ETL" ontology load "$o" --source pinned
@@ -52,7 +55,14 @@ done
 
 mkdir -p "$OUT"
 start=$(date +%s)
-# shellcheck disable=SC2086  # ONTOLOGIES is a word list
-"$PY" docs/experiment/run.py $ONTOLOGIES --base "$MODEL" --limit "$LIMIT" --config "$CONFIG" \
-  --out "$OUT" --adapters "$OUT/adapters" 2>&1 | tee "$OUT/run.log"
+rerank_args=()
+if [[ "$RERANK" == "1" ]]; then
+  "$ETL" index build --ontology hp
+  "$ETL" finetune --ontology hp --task rerank --base "$MODEL" --queries 4000 --eval-limit 0 \
+    --out "$OUT/adapters/hp-rerank" 2>&1 | tee "$OUT/rerank.log"
+  rerank_args=(--rerank-adapter "hp=$OUT/adapters/hp-rerank")
+fi
+# shellcheck disable=SC2086  # TASKS is a word list
+"$PY" docs/experiment/run.py $TASKS --base "$MODEL" --limit "$LIMIT" --config "$CONFIG" \
+  --out "$OUT" --adapters "$OUT/adapters" "${rerank_args[@]}" 2>&1 | tee "$OUT/run.log"
 echo "wall time: $(( $(date +%s) - start )) s; report: $OUT/README.md" | tee -a "$OUT/run.log"

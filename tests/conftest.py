@@ -129,3 +129,27 @@ def hp_labels(engine: Engine, hp, etlnorm_home: Path):
     normalizer = Normalizer("hp", engine, load_settings(), variant="labels")
     normalizer.index  # noqa: B018  (builds and loads the persisted index)
     return normalizer
+
+
+@pytest.fixture(scope="session")
+def hp_rerank(engine: Engine, hp, smollm, tmp_path_factory: pytest.TempPathFactory):
+    """A real rerank adapter (``etlnorm finetune --task rerank``'s library path), trained briefly on the
+    train part of hp's synonym split and scored on held-out queries: (info, scores, model holding it)."""
+    from etlnorm.cascade.heldout import heldout_split
+    from etlnorm.config import load_settings
+    from etlnorm.experiment.paper import private_copy
+    from etlnorm.finetune import load_config
+    from etlnorm.finetune.choice import train_rerank_adapter
+
+    split = heldout_split(engine, "hp", "synonym", seed=13)
+    lm = private_copy(smollm, "rerank-fixture")  # PEFT edits the network it loads into
+    info, scores = train_rerank_adapter(
+        engine, load_settings(), "hp", split.train, split.test, tmp_path_factory.mktemp("rerank") / "hp",
+        lm=lm, config=load_config(epochs=1, seed=13), queries=RERANK_QUERIES, eval_limit=RERANK_EVAL, seed=13,
+        extra_metadata={"heldout": {"protocol": "synonym", "seed": 13}},
+    )
+    return info, scores, lm
+
+
+RERANK_QUERIES = 300  # synonyms moved out of the index (plus a variant each): about 60 training steps
+RERANK_EVAL = 200  # held-out synonyms scored after training

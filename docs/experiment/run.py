@@ -1,15 +1,19 @@
-"""The committed run: fine-tune and evaluate SmolLM2-135M on hp, go and hgnc in one process.
+"""The committed run: fine-tune and evaluate SmolLM2-135M on the paper's four tasks in one process.
 
-One process loads the model once (de-quantizing the GGUF costs minutes on a busy CPU) and, per
-ontology, trains the adapter (``etlnorm.finetune``) on the train subset, then runs the experiment
-(``etlnorm.experiment.paper``) on the train and withheld subsets. Equivalent CLI per ontology:
+Tasks: ``hp`` and ``go`` (term -> numeric ID), ``hgnc`` (HGNC approved name -> symbol) and
+``hgnc-protein`` (the paper's own gene task: protein name -> symbol). One process loads the model
+once and, per task, trains the adapter (``etlnorm.finetune``) on the train subset, then runs the
+experiment (``etlnorm.experiment.paper``) on the train and withheld subsets, with the rerank adapter
+of the ontology when one is given (``--rerank-adapter hp=FOLDER``, from ``etlnorm finetune --task
+rerank``). Equivalent CLI per task:
 
-    etlnorm finetune --ontology hp --train paper --limit 60 --config docs/experiment/finetune.toml --out ADAPTER
-    etlnorm experiment --ontology hp --train paper:train --withheld paper:withheld --limit 60 \
-        --adapter ADAPTER --labels-only --out docs/experiment/hp
-    etlnorm experiment-summary docs/experiment/hp docs/experiment/go docs/experiment/hgnc --out docs/experiment
+    etlnorm finetune --ontology hp --train paper --limit 40 --config docs/experiment/finetune.toml --out ADAPTER
+    etlnorm experiment --ontology hp --train paper:train --withheld paper:withheld --limit 40 \
+        --adapter ADAPTER --rerank-adapter RERANK --labels-only --out docs/experiment/hp
+    etlnorm experiment-summary docs/experiment/hp docs/experiment/go docs/experiment/hgnc \
+        docs/experiment/hgnc-protein --out docs/experiment
 
-Usage: python docs/experiment/run.py --limit 60 --threads 1 hp hgnc go
+Usage: python docs/experiment/run.py --limit 40 --threads 2 --rerank-adapter hp=FOLDER hp go hgnc hgnc-protein
 """
 
 from __future__ import annotations
@@ -32,38 +36,44 @@ from etlnorm.llm.constrain import loaded_release
 from etlnorm.llm.model import load_model
 
 HERE = Path(__file__).resolve().parent
+TASKS = {"hp": ("hp", "paper"), "go": ("go", "paper"), "hgnc": ("hgnc", "paper"), "hgnc-protein": ("hgnc", "paper-protein")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("ontologies", nargs="+")
-    parser.add_argument("--limit", type=int, default=60, help="terms per split, spread over the 20 bins")
+    parser.add_argument("tasks", nargs="+", choices=list(TASKS))
+    parser.add_argument("--limit", type=int, default=40, help="terms per split, spread over the 20 bins")
     parser.add_argument("--config", type=Path, default=HERE / "finetune.toml")
     parser.add_argument("--out", type=Path, default=HERE)
     parser.add_argument("--adapters", type=Path, default=Path("/tmp/etlnorm-exp/adapters"))
+    parser.add_argument("--rerank-adapter", action="append", default=[], metavar="ONTOLOGY=FOLDER",
+                        help="a rerank adapter (etlnorm finetune --task rerank) for the reranked row and the cascade")
     parser.add_argument("--base", default=None, help="base model (default SmolLM2-135M GGUF)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    rerank = dict(item.split("=", 1) for item in args.rerank_adapter)
     settings = load_settings(index_variant="labels")
     engine = ready_engine(settings)
     started = time.perf_counter()
     lm = load_model(args.base)
-    log = {"load_model_s": round(time.perf_counter() - started, 1), "threads": torch.get_num_threads()}
+    log = {"load_model_s": round(time.perf_counter() - started, 1), "threads": torch.get_num_threads(), "limit": args.limit}
     cfg = load_config(args.config)
-    for ontology in args.ontologies:
+    for name in args.tasks:
+        ontology, data = TASKS[name]
         t = time.perf_counter()
-        pairs = frame_to_pairs(balanced_subset(read_frame("paper:train", ontology), args.limit))
-        info = finetune(ontology, pairs, args.adapters / ontology, cfg, lm=lm, release=loaded_release(engine, ontology),
-                        source=f"paper:train, {args.limit} terms balanced over bins")  # fmt: skip
-        run_experiment(ontology, "paper:train", "paper:withheld", args.out / ontology, adapter=info.folder,
-                       limit=args.limit, engine=engine, settings=settings, lm=lm, variant="labels")  # fmt: skip
-        log[f"{ontology}_s"] = round(time.perf_counter() - t, 1)
+        pairs = frame_to_pairs(balanced_subset(read_frame(f"{data}:train", ontology), args.limit))
+        info = finetune(ontology, pairs, args.adapters / name, cfg, lm=lm, release=loaded_release(engine, ontology),
+                        source=f"{data}:train, {args.limit} terms balanced over bins")  # fmt: skip
+        run_experiment(ontology, f"{data}:train", f"{data}:withheld", args.out / name, adapter=info.folder,
+                       limit=args.limit, engine=engine, settings=settings, lm=lm, variant="labels", task=name,
+                       rerank_adapter=rerank.get(ontology))  # fmt: skip
+        log[f"{name}_s"] = round(time.perf_counter() - t, 1)
         (args.out / "run-log.json").write_text(json.dumps(log, indent=2))
-    done = [o for o in ("hp", "go", "hgnc") if (args.out / o / "results.json").is_file()]
-    write_summary(load_results([args.out / o for o in done]), args.out)
+    done = [t for t in TASKS if (args.out / t / "results.json").is_file()]
+    write_summary(load_results([args.out / t for t in done]), args.out)
     log["total_s"] = round(time.perf_counter() - started, 1)
     (args.out / "run-log.json").write_text(json.dumps(log, indent=2))
 

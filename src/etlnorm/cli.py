@@ -760,26 +760,59 @@ def reranker_finetune(
 @app.command("finetune")
 def finetune_cmd(
     ontology: _ONTOLOGY,
+    task: Annotated[str, typer.Option(
+        help="generate: term -> ID (for genes, symbols constrained to current ones; the llm tier). "
+        "rerank: phrase -> the term's label, to re-order retrieval's candidates (the rerank tier).")] = "generate",
     base: Annotated[str | None, typer.Option(help="Base model: folder, .gguf file or hub id (default SmolLM2-135M GGUF).")] = None,
     train: Annotated[
         str | None,
-        typer.Option(help="Training pairs: a CSV with term,id columns, one of the paper's CSVs, or 'paper' "
-                     "(the paper's train set). Unset: a random sample of the loaded ontology (--sample)."),  # fmt: skip
+        typer.Option(help="generate: training pairs, a CSV with term,id columns, one of the paper's CSVs, 'paper' "
+                     "(the paper's train set) or 'paper-protein' (its protein names -> symbols). Unset: hgnc "
+                     "trains on the release's names, alias and previous symbols; hp/go on a sample (--sample)."),  # fmt: skip
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the data (default from the config).")] = None,
+    with_paper: Annotated[bool, typer.Option(
+        "--with-paper", help="generate, hgnc: add the paper's 600 protein-name -> symbol training pairs.")] = False,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the data (default from the config; rerank: 1).")] = None,
     lora_r: Annotated[int | None, typer.Option("--lora-r", help="LoRA rank (default from the config).")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Adapter folder (default HOME/adapters/ONTOLOGY).")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Adapter folder (default HOME/adapters/ONTOLOGY, or ONTOLOGY-rerank-PROTOCOL-sSEED).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file with a [finetune] table of hyper-parameters.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Train on this many pairs, spread over popularity bins.")] = None,
-    sample: Annotated[int, typer.Option(help="Without --train: pairs drawn from the ontology (seeded).")] = 600,
-    withheld: Annotated[int, typer.Option(help="Without --train: also draw this many withheld pairs.")] = 600,
-    seed: Annotated[int | None, typer.Option(help="Seed (default from the config).")] = None,
-) -> None:
-    """Train a LoRA adapter on term -> ID pairs (each under the paper's five prompt wordings)."""
+    limit: Annotated[int | None, typer.Option(help="generate: train on this many pairs (paper sets: spread over bins).")] = None,
+    sample: Annotated[int, typer.Option(help="generate, hp/go without --train: pairs drawn from the ontology (seeded); "
+                                        "hgnc: release pairs drawn (0: all).")] = 600,  # fmt: skip
+    withheld: Annotated[int, typer.Option(help="generate, hp/go without --train: also draw this many withheld pairs.")] = 600,
+    protocol: Annotated[str, typer.Option(help="rerank: train on this held-out split's train part and score its "
+                                          "test part ('none': the whole release, for production).")] = "synonym",  # fmt: skip
+    queries: Annotated[int, typer.Option(help="rerank: synonyms moved out of the index as training queries (plus a "
+                                         "variant each; 15 % of them fit the weight against retrieval's score).")] = 2000,
+    eval_limit: Annotated[int, typer.Option(help="rerank: held-out queries scored after training (seeded; 0: all).")] = 500,
+    seed: Annotated[int | None, typer.Option(help="Seed (default from the config; rerank: the split's, 13).")] = None,
+) -> None:  # fmt: skip
+    """Train a LoRA adapter on the LLM: term -> ID generation, or choosing among retrieval's candidates.
+
+    generate trains each pair under the paper's five prompt wordings; use the adapter with
+    llm_adapters = {<ontology> = "<folder>"} and "llm" in the route. rerank teaches the model the
+    label a phrase means, on strings retrieval has not indexed; the tier scores retrieval's
+    candidates by their labels' likelihood, combined with retrieval's score by a weight fitted on a
+    dev slice. It prints retrieval's order against the reranked one on held-out queries; use it with
+    llm_rerank_adapters = {<ontology> = "<folder>"} and "rerank" after "retrieval" (or `etlnorm tune`).
+    """
+    if task == "rerank":
+        _finetune_rerank(ontology, base, epochs, lora_r, out_dir, config, protocol, queries, eval_limit, seed)
+    elif task == "generate":
+        _finetune_generate(ontology, base, train, with_paper, epochs, lora_r, out_dir, config, limit, sample, withheld, seed)
+    else:
+        raise EtlnormError(f"unknown --task {task!r}; use generate or rerank")
+
+
+def _finetune_generate(ontology: str, base: str | None, train: str | None, with_paper: bool, epochs: int | None,
+                       lora_r: int | None, out_dir: Path | None, config: Path | None, limit: int | None, sample: int,
+                       withheld: int, seed: int | None) -> None:  # fmt: skip
     from etlnorm.db.engine import ready_engine
     from etlnorm.experiment.paper import balanced_subset
     from etlnorm.finetune import finetune, load_config
-    from etlnorm.finetune.data import frame_to_pairs, read_frame, sample_pairs, write_pairs
+    from etlnorm.finetune.data import frame_to_pairs, read_frame, read_pairs, sample_pairs, write_pairs
+    from etlnorm.finetune.genes import release_gene_pairs
     from etlnorm.llm.constrain import loaded_release
 
     settings = load_settings()
@@ -787,7 +820,12 @@ def finetune_cmd(
     target = out_dir or settings.home_dir / "adapters" / ontology
     engine = ready_engine(settings)
     release = loaded_release(engine, ontology)
-    if train is None:
+    if train is None and ontology == "hgnc":
+        pairs = release_gene_pairs(engine, limit=sample or None, seed=cfg.seed,
+                                   exclude=[p.term for spec in ("paper-protein:withheld", "paper:withheld")
+                                            for p in read_pairs(spec, "hgnc")])  # fmt: skip
+        source = f"hgnc {release}: approved names, alias and previous symbols ({len(pairs)}, seed {cfg.seed})"
+    elif train is None:
         pairs, held = sample_pairs(engine, ontology, sample, cfg.seed, withheld)
         target.mkdir(parents=True, exist_ok=True)
         write_pairs(pairs, target / "train.csv")
@@ -796,10 +834,96 @@ def finetune_cmd(
     else:
         pairs = frame_to_pairs(balanced_subset(read_frame(train, ontology), limit))
         source = str(train) + (f" (first {limit}, balanced over bins)" if limit else "")
+    if with_paper:
+        if ontology != "hgnc":
+            raise EtlnormError("--with-paper adds the paper's protein-name pairs: hgnc only")
+        pairs = [*pairs, *read_pairs("paper-protein:train", "hgnc")]
+        source += " + the paper's 600 protein-name training pairs"
     info = finetune(ontology, pairs, target, cfg, base=base, release=release, source=source)
     m = info.metadata["metrics"]
     out.print(f"adapter for {ontology} saved to {info.folder}: {len(pairs)} pairs, {m['steps']} steps, "
               f"final loss {m['final_loss']}, train exact match {m.get('train_exact_match')}")  # fmt: skip
+
+
+def _finetune_rerank(ontology: str, base: str | None, epochs: int | None, lora_r: int | None, out_dir: Path | None,
+                     config: Path | None, protocol: str, queries: int, eval_limit: int, seed: int | None) -> None:  # fmt: skip
+    from etlnorm.finetune import load_config
+    from etlnorm.finetune.encoder import check_not_trained_on
+    from etlnorm.finetune.llm_rerank import train_rerank_adapter
+    from etlnorm.llm.model import load_model
+
+    settings = load_settings()
+    seed = 13 if seed is None else seed
+    cfg = load_config(config, epochs=epochs or 1, lora_r=lora_r, seed=seed)
+    if protocol != "none":
+        check_not_trained_on(settings.encoder_for(ontology), ontology, protocol, seed)
+    engine, release, strings, test = _training_split(ontology, protocol, seed)
+    folder = out_dir or settings.home_dir / "adapters" / f"{ontology}-rerank-{protocol}-s{seed}"
+    lm = load_model(base, dtype=cfg.dtype, device=cfg.device)
+    info, scores = train_rerank_adapter(engine, settings, ontology, strings, test, folder, lm=lm, config=cfg,
+                                        queries=queries, eval_limit=eval_limit or None, seed=seed,
+                                        extra_metadata={"release": release, "heldout": {"protocol": protocol, "seed": seed}})  # fmt: skip
+    if scores:
+        table = Table("order", "queries", "acc@1", "acc@5", "terms/s", title=f"{ontology} {protocol} held out")
+        for name, sc in scores.items():
+            table.add_row(name, str(sc["n"]), f"{sc['acc_at_1']:.3f}", f"{sc['acc_at_5']:.3f}", str(sc.get("terms_per_s", "")))
+        out.print(table)
+    m = info.metadata
+    out.print(f"rerank adapter for {ontology}: {m['data']['queries']} queries, {m['metrics']['steps']} steps in "
+              f"{m['metrics']['train_seconds']} s, weight {m['weight']:.2f}: {info.folder}")  # fmt: skip
+
+
+@app.command("tune")
+def tune_cmd(
+    ontology: _ONTOLOGY,
+    budget_minutes: Annotated[float, typer.Option(help="Time for the whole preparation; steps that do not fit are skipped.")] = 30.0,
+    gold: Annotated[Path | None, typer.Option("--gold", help="Your gold file (CSV/TSV/Parquet, term and id columns): "
+                                              "routes are also scored on it, and it decides.")] = None,
+    protocol: Annotated[str, typer.Option(help="Held-out split the routes are measured on (synonym, concept, layperson).")] = "synonym",
+    seed: Annotated[int, typer.Option(help="Seed of the split, the sample and the training.")] = 13,
+    limit: Annotated[int, typer.Option(help="Held-out queries each route runs.")] = 300,
+    adapter: Annotated[bool, typer.Option("--adapter/--no-adapter", help="Train a rerank adapter when the budget allows.")] = True,
+    as_json: _JSON = False,
+) -> None:  # fmt: skip
+    """Prepare an ontology within a time budget and keep the route that measures best.
+
+    Builds the index, trains a rerank adapter for the LLM when the budget allows, measures every
+    route that has its models (never an untuned base model) on held-out queries of the release, keeps
+    the most accurate one that costs at most tune_max_ms_per_term per term, calibrates it and stores
+    it in HOME/tuned/ONTOLOGY.json, which `etlnorm run` then uses unless routing names a route.
+    """
+    from etlnorm.db.engine import ready_engine
+    from etlnorm.files import read_table
+    from etlnorm.llm.model import load_model
+    from etlnorm.ontology.store import resolve_gold
+    from etlnorm.tuning.plan import tune
+
+    settings = load_settings()
+    engine = ready_engine(settings)
+    pairs: list[tuple[str, str]] = []
+    if gold is not None:
+        frame = read_table(gold, ["term", "id"])
+        ids, _ = resolve_gold(engine, ontology, frame["id"].to_list())
+        pairs = [(t, i) for t, i in zip(frame["term"].to_list(), ids, strict=True) if t and i]
+    report = tune(engine, settings, ontology, budget_minutes, gold=pairs, protocol=protocol, seed=seed, limit=limit,
+                  train_adapter=adapter,
+                  load_lm=lambda: load_model(settings.llm_model, settings.llm_gguf_file, settings.llm_dtype,
+                                             settings.llm_device))  # fmt: skip
+    if as_json:
+        _print_json({"chosen": report.chosen.as_dict() if report.chosen else None, "path": str(report.path),
+                     "heldout": [r.as_dict() for r in report.heldout], "gold": [r.as_dict() for r in report.gold],
+                     "steps": [vars(st) for st in report.steps]})  # fmt: skip
+        return
+    for title, scores in ((f"{ontology}: held-out {protocol} queries", report.heldout), (f"{ontology}: {gold}", report.gold)):
+        if scores:
+            table = Table("route", "queries", "acc@1", "acc@5", "ms/term", "", title=title)
+            for r in scores:
+                table.add_row(r.name, str(r.queries), f"{r.acc_at_1:.3f}", f"{r.acc_at_5:.3f}", f"{r.ms_per_term:.1f}",
+                              "chosen" if report.chosen and r.name == report.chosen.name else "")  # fmt: skip
+            out.print(table)
+    for st in report.steps:
+        out.print(f"{st.name}: {st.seconds} s, {st.note}")
+    out.print(f"route for {ontology}: {' -> '.join(report.chosen.route)} (stored in {report.path})")  # type: ignore[union-attr]
 
 
 @app.command("experiment")
@@ -810,16 +934,19 @@ def experiment_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.md, results.json and plots.")],
     base: Annotated[str | None, typer.Option(help="Base model (default SmolLM2-135M GGUF).")] = None,
     adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder from `etlnorm finetune`.")] = None,
+    rerank_adapter: Annotated[Path | None, typer.Option(
+        help="Rerank adapter from `etlnorm finetune --task rerank`: the reranked row, and the HPO/GO cascade's last tier.")] = None,
     limit: Annotated[int | None, typer.Option(help="Terms per split, spread over popularity bins.")] = None,
+    task: Annotated[str | None, typer.Option(help="Name of the run (default: the ontology), e.g. hgnc-protein.")] = None,
     labels_only: _LABELS_ONLY = False,
-) -> None:
-    """The paper's experiment: base vs fine-tuned (free and constrained), retrieval, cascade; report + plots."""
+) -> None:  # fmt: skip
+    """The paper's experiment: base vs fine-tuned (free and constrained), retrieval, reranker, cascade; report + plots."""
     from etlnorm.experiment.paper import run_experiment
     from etlnorm.experiment.report import pct
 
     results = run_experiment(ontology, train, withheld, out_dir, base=base, adapter=adapter, limit=limit,
-                             variant="labels" if labels_only else None)  # fmt: skip
-    table = Table("split", "n", *results["methods"], title=f"{ontology}: accuracy")
+                             variant="labels" if labels_only else None, task=task, rerank_adapter=rerank_adapter)  # fmt: skip
+    table = Table("split", "n", *results["methods"], title=f"{results['task']}: accuracy")
     for split, s in results["splits"].items():
         table.add_row(split, str(s["n"]), *(pct(s["accuracy"][m]) for m in results["methods"]))
     out.print(table)

@@ -1,12 +1,15 @@
 """Settings from defaults, an optional TOML file and ``ETLNORM_*`` environment variables.
 
-Precedence (highest first): environment, TOML file, defaults. The TOML file is the one named by
-``ETLNORM_CONFIG``, else ``./etlnorm.toml`` when it exists. ``describe()`` reports where every
-value came from, which is what ``etlnorm config show`` prints.
+Precedence (highest first): environment, TOML file, what ``etlnorm tune`` chose (``HOME/tuned/
+<ontology>.json``: a route and the models it was measured with), defaults. Dict settings merge by
+key, so a TOML ``routing = {hp = [...]}`` overrides the hp route alone. The TOML file is the one
+named by ``ETLNORM_CONFIG``, else ``./etlnorm.toml`` when it exists. ``describe()`` reports where
+every value came from, which is what ``etlnorm config show`` prints.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass
@@ -25,6 +28,17 @@ from etlnorm.errors import ConfigError
 
 ENV_PREFIX = "ETLNORM_"
 CONFIG_ENV = "ETLNORM_CONFIG"
+TUNED_DIR = "tuned"
+DEFAULT_HOME = Path("~/.etlnorm")
+# No model tier by default: the offline SmolLM2-135M knows no ID untuned (0/80 zero-shot, gene symbols
+# included) and its base reranker lowers accuracy@1 (0.380 -> 0.300) at 16x the time
+# (bench/RESULTS-cascade.md). `etlnorm tune` adds one where its measurement shows it helps.
+DEFAULT_ROUTING: dict[str, list[str]] = {
+    "hgnc": ["lexical", "retrieval"],
+    "hp": ["lexical", "fuzzy", "retrieval"],
+    "go": ["lexical", "fuzzy", "retrieval"],
+}
+TUNED_KEYS = ("routing", "encoder_models", "reranker_models", "llm_adapters", "llm_rerank_adapters")
 
 
 class Target(BaseModel):
@@ -70,7 +84,7 @@ class Settings(BaseSettings):
         "home (the demo's). Unset: commands that need a database refuse to guess.",
     )
     home: Path = Field(
-        default=Path("~/.etlnorm"),
+        default=DEFAULT_HOME,
         description="Cache folder: ontology downloads, retrieval indexes, embedded database, adapters.",
     )
     encoder_model: str | None = Field(
@@ -120,16 +134,9 @@ class Settings(BaseSettings):
         "default: method 'negated' and no ID.",
     )
     routing: dict[str, list[str]] = Field(
-        default_factory=lambda: {
-            # No model tier by default: the offline SmolLM2-135M knows no ID untuned (0/80 zero-shot, gene
-            # symbols included) and its reranker lowers accuracy@1 (0.380 -> 0.300) at 16x the time
-            # (bench/RESULTS-cascade.md). Add "llm" (genes) or "rerank" with a fine-tuned adapter or a
-            # stronger llm_model; a route with an LLM tier and no adapter logs a warning.
-            "hgnc": ["lexical", "retrieval"],
-            "hp": ["lexical", "fuzzy", "retrieval"],
-            "go": ["lexical", "fuzzy", "retrieval"],
-        },
-        description="Cascade per ontology: tier names from lexical, fuzzy, llm, retrieval, crossencoder, rerank, in order.",
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROUTING.items()},
+        description="Cascade per ontology: tier names from lexical, fuzzy, llm, retrieval, crossencoder, rerank, "
+        "in order. Without one, the route `etlnorm tune` chose, else the built-in one.",
     )
     llm_constrained: bool = Field(default=True, description="LLM tier may only spell current IDs (prefix trie).")
     llm_min_agreement: float = Field(
@@ -159,14 +166,24 @@ class Settings(BaseSettings):
     )
     llm_adapters: dict[str, str] = Field(
         default_factory=dict,
-        description="PEFT LoRA adapter folder per ontology (hp, go, hgnc), on the one base model.",
+        description="PEFT LoRA adapter per ontology for the llm tier (etlnorm finetune --task generate).",
+    )
+    llm_rerank_adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="PEFT LoRA adapter per ontology for the rerank tier (etlnorm finetune --task rerank): "
+        "retrieval's candidates re-ordered by their labels' likelihood.",
+    )
+    tune_max_ms_per_term: float = Field(
+        default=50.0, description="etlnorm tune keeps the most accurate route that costs at most this per term."
     )
     llm_prompts: dict[str, str] = Field(
         default_factory=dict,
         description="Prompt template per ontology with {term}; default the paper's "
         "'What is the HPO identifier for the HPO term {term}?'.",
     )
-    llm_batch_size: int = Field(default=32, description="Prompts per LLM generation batch.")
+    llm_batch_size: int = Field(
+        default=0, ge=0, description="Prompts per LLM batch; 0: auto, 32 on CPU and 256 on CUDA (bf16)."
+    )
     llm_max_new_tokens: int = Field(
         default=16,
         description="Most tokens the LLM may generate per answer (IDs are short; raised to fit under constraints).",
@@ -185,6 +202,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        sources.append(TunedSource(settings_cls))
         return tuple(sources)
 
     def encoder_for(self, ontology: str) -> str | None:
@@ -197,6 +215,39 @@ class Settings(BaseSettings):
         path = self.home.expanduser()
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def tuned_path(home: Path, ontology: str) -> Path:
+    """Where ``etlnorm tune`` keeps its choice for ``ontology``."""
+    return home.expanduser() / TUNED_DIR / f"{ontology}.json"
+
+
+def read_tuned(home: Path) -> dict[str, dict[str, Any]]:
+    """Every ontology's tuned choice under ``home`` (unreadable files are reported, not guessed at)."""
+    folder = home.expanduser() / TUNED_DIR
+    out = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            out[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: unreadable tuned route ({exc}); rerun `etlnorm tune` or delete it") from exc
+    return out
+
+
+class TunedSource(PydanticBaseSettingsSource):
+    """The lowest-priority source: what ``etlnorm tune`` stored under the home in force."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # required, unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        # The built-in routes come from here too, so a higher source's routing merges with them by key.
+        values: dict[str, Any] = {"routing": {k: list(v) for k, v in DEFAULT_ROUTING.items()}}
+        for ontology, choice in read_tuned(Path(self.current_state.get("home") or DEFAULT_HOME)).items():
+            for key in TUNED_KEYS:
+                if key in choice.get("settings", {}):
+                    values.setdefault(key, {})[ontology] = choice["settings"][key]
+        return values
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -238,6 +289,9 @@ def describe(settings: Settings) -> list[SettingValue]:
             source = f"env {env}"
         elif name in from_file:
             source = f"file {path}"
+        elif name in TUNED_KEYS and getattr(settings, name) != Settings.model_fields[name].get_default(
+                call_default_factory=True):
+            source = f"tuned {settings.home / TUNED_DIR}"
         else:
             source = "default"
         value = getattr(settings, name)

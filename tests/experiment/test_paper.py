@@ -39,11 +39,12 @@ def hp_adapter(smollm, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_experiment_writes_report_plots_and_every_method(
-    smollm, engine, hp, hp_labels, hp_adapter, tmp_path: Path
+    smollm, engine, hp, hp_labels, hp_adapter, hp_rerank, tmp_path: Path
 ) -> None:
     out = tmp_path / "hp"
     results = run_experiment("hp", "paper:train", "paper:withheld", out, adapter=hp_adapter, limit=10,
-                             engine=engine, settings=hp_labels.settings, lm=smollm, variant="labels")  # fmt: skip
+                             engine=engine, settings=hp_labels.settings, lm=smollm, variant="labels",
+                             rerank_adapter=hp_rerank[0].folder)  # fmt: skip
     for name in ("report.md", "results.json", "accuracy_by_bin.png", "lexicalization.png", "predictions.csv"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "accuracy_by_bin.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -59,9 +60,12 @@ def test_experiment_writes_report_plots_and_every_method(
         # The paper's terms are HPO labels: retrieval over labels finds nearly all, and the cascade's
         # exact tier all of those whose gold is still current.
         assert s["accuracy"]["retrieval"] >= 0.8 and s["accuracy"]["cascade"] >= 0.8
+        assert s["accuracy"]["reranked"] >= s["accuracy"]["retrieval"] - 0.2  # same top 5, re-ordered
         # SmolLM2 recalls no HPO ID unaided (the paper: 0.5-0.8 % for an 8B model).
         assert s["accuracy"]["base"] <= 0.1
     assert saved["adapter_metadata"]["data"]["pairs"] == 10
+    assert saved["task"] == "hp" and saved["rerank_adapter"] == str(hp_rerank[0].folder)
+    assert saved["cascade"] == ["lexical", "retrieval", "rerank"]
     assert 0.0 < saved["lexicalization"]["mean"] < 0.5  # numeric IDs share little with their terms
     report = (out / "report.md").read_text()
     for method in METHODS:
@@ -79,6 +83,10 @@ def test_experiment_writes_report_plots_and_every_method(
     cli = CliRunner().invoke(app, ["experiment-summary", str(out), "--out", str(tmp_path / "combined")])
     assert cli.exit_code == 0, cli.output
     assert "[hp](hp/report.md)" in (tmp_path / "combined" / "README.md").read_text()
+    # A second task on one ontology keeps its own name and the paper's figures for that task.
+    protein = {**saved, "task": "hgnc-protein", "ontology": "hgnc"}
+    text = write_summary([protein], tmp_path / "protein").read_text()
+    assert "| hgnc-protein | withheld | 10 |" in text and "83.5 %" in text and "[hgnc-protein](hgnc-protein/report.md)" in text
 
 
 def test_experiment_refuses_an_adapter_of_another_ontology(

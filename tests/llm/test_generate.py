@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from etlnorm.llm.generate import generate, left_pad
+from etlnorm.llm.generate import generate, pad
 from etlnorm.llm.prompts import build_prompt
 from etlnorm.ontology.store import current_terms
 
@@ -37,9 +37,12 @@ def test_duplicates_are_generated_once_and_batching_does_not_change_answers(smol
     assert generate(smollm, [], batch_size=4) == []
 
 
-def test_left_pad_aligns_prompt_ends() -> None:
+def test_pad_aligns_prompt_ends_or_starts() -> None:
     import torch
 
-    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0, device=torch.device("cpu"))
+    ids, mask = pad([[5, 6, 7], [8]], pad_id=0, device=torch.device("cpu"))
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    ids, mask = pad([[5, 6, 7], [8]], pad_id=0, device=torch.device("cpu"), left=False)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]

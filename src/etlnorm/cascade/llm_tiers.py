@@ -15,6 +15,7 @@ from typing import ClassVar
 from sqlalchemy import Engine
 
 from etlnorm.cascade.answer import Answer, Candidate, WorkItem
+from etlnorm.cascade.crossencoder import combine
 from etlnorm.cascade.tier import ActsOn
 from etlnorm.llm.constrain import trie_for
 from etlnorm.llm.generate import generate
@@ -97,7 +98,8 @@ class LlmGenerateTier:
 
 @dataclass
 class LlmRerankTier:
-    """Re-order the candidates of retrieval's items by the model's likelihood (method ``rerank``).
+    """Re-order the candidates of retrieval's items by the likelihood of their labels (method
+    ``rerank``); with a trained rerank adapter, combined with retrieval's score by its fitted weight.
 
     Acts on items decided by ``retrieval`` and on undecided items that carry candidates (retrieval
     abstained). The decision changes, with method ``rerank`` and the reranker's softmax score as
@@ -109,6 +111,8 @@ class LlmRerankTier:
     top_k: int = 5
     batch_size: int = 32
     templates: Mapping[str, str] | None = None
+    adapter: str | None = None  # the LoRA adapter to run with (None: the ontology's)
+    weight: float | None = None  # the trained adapter's: weight · p + (1 − weight) · retrieval score
     name: ClassVar[str] = "rerank"
     acts_on: ClassVar[ActsOn] = ActsOn(decided_by=frozenset({"retrieval"}), needs_candidates=True)
 
@@ -118,14 +122,18 @@ class LlmRerankTier:
             return
         try:
             queries = [(clean_term(it.text), self._candidates(it)) for it in todo]
-            ranked = rerank(self.lm, self.ontology, queries, batch_size=self.batch_size, templates=self.templates)
+            ranked = rerank(self.lm, self.ontology, queries, batch_size=self.batch_size, templates=self.templates,
+                            adapter=self.adapter)  # fmt: skip
         except Exception:
             log.exception(
                 "LLM reranking failed for %d %s terms; retrieval's order kept", len(todo), self.ontology
             )
             return
-        for item, order in zip(todo, ranked, strict=True):
+        for item, (_, shown), order in zip(todo, queries, ranked, strict=True):
             cands = [Candidate(c.id, c.label, c.score) for c in order]
+            if self.weight is not None:
+                probs = {c.id: c.score for c in order}
+                cands = combine(shown, [probs[c.id] for c in shown], self.weight)
             item.candidates = cands
             top = cands[0]
             previous = item.decision

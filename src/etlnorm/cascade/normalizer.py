@@ -38,7 +38,14 @@ from etlnorm.cascade.tier import LazyTier, Tier, run_tier
 from etlnorm.config import Settings, load_settings
 from etlnorm.db.engine import ready_engine
 from etlnorm.errors import ConfigError, EtlnormError
-from etlnorm.llm.model import LanguageModel, load_from_settings
+from etlnorm.files import read_json
+from etlnorm.llm.model import (
+    ADAPTER_METADATA,
+    LanguageModel,
+    load_from_settings,
+    pick_batch_size,
+    rerank_adapter_name,
+)
 from etlnorm.ontology.curation import Curated, curations
 from etlnorm.ontology.store import current_release
 from etlnorm.ontology.user_synonyms import user_synonyms, user_synonyms_tag
@@ -157,10 +164,18 @@ class Normalizer:
     @cached_property
     def lm(self) -> LanguageModel:
         """The LLM of the llm/rerank steps: given, or loaded once from the ``llm_*`` settings."""
-        if self._lm is None and not self.settings.llm_model and self.ontology not in self.settings.llm_adapters:
-            log.warning("route of %s has an LLM tier but the LLM is the untuned offline SmolLM2-135M, which knows "
-                        "no IDs: fine-tune an adapter (etlnorm finetune) or set llm_model", self.ontology)  # fmt: skip
-        return self._lm if self._lm is not None else load_from_settings(self.settings)
+        s = self.settings
+        untuned = [tier for tier, adapters in (("llm", s.llm_adapters), ("rerank", s.llm_rerank_adapters))
+                   if tier in self.route and self.ontology not in adapters]  # fmt: skip
+        if self._lm is None and not s.llm_model and untuned:
+            log.warning("route of %s has %s but the LLM is the untuned offline SmolLM2-135M, which knows no IDs: "
+                        "fine-tune an adapter (etlnorm finetune --task generate|rerank) or set llm_model",
+                        self.ontology, " and ".join(untuned))  # fmt: skip
+        lm = self._lm if self._lm is not None else load_from_settings(s)
+        for name, adapters in ((self.ontology, s.llm_adapters), (rerank_adapter_name(self.ontology), s.llm_rerank_adapters)):
+            if self.ontology in adapters:  # a given model gets the configured adapters too (loaded once)
+                lm.load_adapter(name, adapters[self.ontology])
+        return lm
 
     @cached_property
     def tiers(self) -> list[Tier]:
@@ -194,13 +209,18 @@ class Normalizer:
     def _llm_tier(self) -> Tier:
         s = self.settings
         return LlmGenerateTier(self.lm, self.engine, self.ontology, constrained=s.llm_constrained,
-                               agree=self.agreement, min_agreement=s.llm_min_agreement, batch_size=s.llm_batch_size,
+                               agree=self.agreement, min_agreement=s.llm_min_agreement,
+                               batch_size=pick_batch_size(s.llm_batch_size, self.lm.device),
                                max_new_tokens=s.llm_max_new_tokens, templates=s.llm_prompts or None)  # fmt: skip
 
     def _rerank_tier(self) -> Tier:
         s = self.settings
-        return LlmRerankTier(self.lm, self.ontology, top_k=s.top_k, batch_size=s.llm_batch_size,
-                             templates=s.llm_prompts or None)  # fmt: skip
+        folder = s.llm_rerank_adapters.get(self.ontology)
+        weight = float(read_json(folder, ADAPTER_METADATA, "rerank adapter")["weight"]) if folder else None
+        return LlmRerankTier(self.lm, self.ontology, top_k=s.top_k,
+                             batch_size=pick_batch_size(s.llm_batch_size, self.lm.device),
+                             templates=s.llm_prompts or None, weight=weight,
+                             adapter=rerank_adapter_name(self.ontology) if folder else None)  # fmt: skip
 
     def prepare(self) -> None:
         """Build what is persisted and shared (the retrieval index, then the calibration), so
@@ -238,7 +258,10 @@ class Normalizer:
         adapter = None
         if self.uses_llm:
             parts.append(f"lm={self.settings.llm_model or 'SmolLM2-135M-Instruct'}")
-            adapter = self.settings.llm_adapters.get(self.ontology)
+            folders = [adapters.get(self.ontology) for tier, adapters in
+                       (("llm", self.settings.llm_adapters), ("rerank", self.settings.llm_rerank_adapters))
+                       if tier in self.route]  # fmt: skip
+            adapter = "+".join(f for f in folders if f) or None
         return "+".join(parts), adapter
 
     def calibration_key(self) -> str:

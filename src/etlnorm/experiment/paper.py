@@ -7,8 +7,14 @@ For the train and withheld terms it scores, by popularity bin:
 - ``base_constrained`` / ``finetuned_constrained``: the same models under the ID trie (they can only
   spell a current ID; scored against the gold ID resolved to its current ID);
 - ``retrieval``: the FAISS tier alone, its top candidate (no abstention threshold);
-- ``cascade``: etlnorm's cascade with the fine-tuned model (the base without an adapter) in the
-  paper-informed routing (``CASCADES``), abstentions counted wrong.
+- ``reranked``: retrieval's top candidates, the fine-tuned LLM reranker's choice among them (with a
+  rerank adapter from ``etlnorm finetune --task rerank``);
+- ``cascade``: etlnorm's cascade in the paper-informed routing (``CASCADES``): for genes the
+  fine-tuned generator (the base without an adapter), for HPO/GO retrieval then the rerank adapter
+  when one is given; abstentions counted wrong.
+
+``task`` names the run when one ontology has several (the paper's gene task maps protein names to
+symbols, ``hgnc-protein``; the HGNC-name task is ``hgnc``).
 
 It also measures **lexicalization**: the cosine between the MiniLM embedding of each term and of its
 identifier string (the paper's embedding analysis). Results go to ``results.json``, ``report.md``
@@ -48,7 +54,7 @@ from etlnorm.ontology.store import resolve_gold
 
 log = logging.getLogger(__name__)
 
-METHODS = ("base", "base_constrained", "finetuned", "finetuned_constrained", "retrieval", "cascade")
+METHODS = ("base", "base_constrained", "finetuned", "finetuned_constrained", "retrieval", "reranked", "cascade")
 # The cascade per ontology, from the paper's finding: gene symbols are lexicalized (the LLM generates
 # them), HPO/GO numeric IDs are not (retrieval decides, the LLM only reranks its candidates).
 CASCADES = {"hgnc": ("lexical", "llm", "retrieval"), "hp": ("lexical", "retrieval", "rerank"),
@@ -138,6 +144,8 @@ def run_experiment(
     lm: LanguageModel | None = None,
     variant: str | None = None,
     batch_size: int | None = None,
+    task: str | None = None,
+    rerank_adapter: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run every method on both splits, write results.json, report.md and the plots; return the results."""
     from etlnorm.db.engine import ready_engine
@@ -200,8 +208,23 @@ def run_experiment(
         split.correct["retrieval"] = _matches(ids, split.current)
         timed("retrieval", time.perf_counter() - t)
 
-    normalizer = Normalizer(ontology, engine, settings.model_copy(update={"llm_batch_size": batch}),
-                            variant=variant, route=CASCADES.get(ontology), lm=tuned_lm or base_lm)  # fmt: skip
+    rerank = {"llm_rerank_adapters": {ontology: str(rerank_adapter)}} if rerank_adapter else {}
+    rerank_lm = private_copy(base_lm, f"rerank:{rerank_adapter}") if rerank_adapter else None
+    if rerank_lm is not None:
+        reranker = Normalizer(ontology, engine, settings.model_copy(update={"llm_batch_size": batch, "min_confidence": 0.0,
+                                                                            **rerank}),
+                              variant=variant, route=["retrieval", "rerank"], lm=rerank_lm, calibrated=False)  # fmt: skip
+        for split in splits:
+            t = time.perf_counter()
+            ids = [m.id for m in reranker.normalize(split.terms)]
+            split.predictions["reranked"] = ids
+            split.correct["reranked"] = _matches(ids, split.current)
+            timed("reranked", time.perf_counter() - t)
+    route = CASCADES.get(ontology)
+    if route and "rerank" in route and rerank_lm is None:
+        route = tuple(t for t in route if t != "rerank")  # no untuned reranker in the cascade
+    normalizer = Normalizer(ontology, engine, settings.model_copy(update={"llm_batch_size": batch, **rerank}),
+                            variant=variant, route=route, lm=rerank_lm or tuned_lm or base_lm)  # fmt: skip
     methods_used: dict[str, dict[str, int]] = {}
     for split in splits:
         t = time.perf_counter()
@@ -221,12 +244,14 @@ def run_experiment(
     all_lex = [x for values in lex.values() for x in values]
     results: dict[str, Any] = {
         "ontology": ontology,
+        "task": task or ontology,
         "release": release,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "base_model": base_lm.key,
         "device": base_lm.device.type,
         "adapter": str(adapter) if adapter else None,
         "adapter_metadata": metadata,
+        "rerank_adapter": str(rerank_adapter) if rerank_adapter else None,
         "data": {
             "train": str(train),
             "withheld": str(withheld),
@@ -246,9 +271,9 @@ def run_experiment(
             "values": [round(x, 4) for x in all_lex],
         },  # fmt: skip
         "paper": {
-            s: dict(zip(("base", "finetuned"), PAPER[(ontology, s)], strict=True))
+            s: dict(zip(("base", "finetuned"), PAPER[(task or ontology, s)], strict=True))
             for s in SPLITS
-            if (ontology, s) in PAPER
+            if (task or ontology, s) in PAPER
         },  # fmt: skip
         "seconds": timings,
     }
@@ -265,7 +290,7 @@ def run_experiment(
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     plots = {
         "accuracy_by_bin": plot_accuracy_by_bin(results, out / "accuracy_by_bin.png"),
-        "lexicalization": plot_lexicalization({ontology: all_lex}, out / "lexicalization.png"),
+        "lexicalization": plot_lexicalization({task or ontology: all_lex}, out / "lexicalization.png"),
     }
     write_report(results, out / "report.md", {k: v.name for k, v in plots.items()})
     log.info("experiment %s done in %.0f s: %s", ontology, results["seconds"]["total"], out)

@@ -18,6 +18,11 @@ STYLE = {  # method -> (colour, line style, marker)
 }  # fmt: skip
 
 
+
+def task(results: Mapping[str, Any]) -> str:
+    """What a result set is called: its task (hgnc-protein), else its ontology (older results)."""
+    return results.get("task") or results["ontology"]
+
 def plot_accuracy_by_bin(results: Mapping[str, Any], path: Path) -> Path:
     """Accuracy per popularity bin, one line per method, one panel per split."""
     splits = list(results["splits"])
@@ -31,7 +36,7 @@ def plot_accuracy_by_bin(results: Mapping[str, Any], path: Path) -> Path:
             ax.plot([int(b) for b in bins], [100 * y if y is not None else float("nan") for y in ys], line,
                     color=colour, marker=marker, markersize=4, label=method)  # fmt: skip
         n = results["splits"][split]["n"]
-        ax.set_title(f"{results['ontology']} {split} (n={n})")
+        ax.set_title(f"{task(results)} {split} (n={n})")
         ax.set_xlabel("popularity bin (paper's binning)")
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
@@ -64,7 +69,7 @@ def plot_lexicalization(values: Mapping[str, Sequence[float]], path: Path) -> Pa
 
 def plot_summary(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Overall accuracy per method, grouped by ontology and split (bars)."""
-    groups = [(r["ontology"], s) for r in results for s in r["splits"]]
+    groups = [(task(r), s) for r in results for s in r["splits"]]
     methods = [m for m in STYLE if any(m in r["methods"] for r in results)]
     width = 0.8 / max(1, len(methods))
     fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(groups), 4.4))

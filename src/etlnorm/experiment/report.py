@@ -7,13 +7,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from etlnorm.experiment.plots import task
 from etlnorm.finetune.paperdata import SPLITS
 
 # The paper's figures (Llama 3.1 8B, n = 600 each, exact match, %): (base, fine-tuned).
 PAPER = {
     ("hp", "train"): (0.5, 21.2), ("hp", "withheld"): (0.8, 0.3),
     ("go", "train"): (1.0, 43.7), ("go", "withheld"): (1.7, 1.5),
-    ("hgnc", "withheld"): (83.5, 87.3),  # the paper's task: protein name -> gene symbol
+    ("hgnc-protein", "withheld"): (83.5, 87.3),  # the paper's gene task: protein name -> gene symbol
 }  # fmt: skip
 
 
@@ -28,18 +29,19 @@ DESCRIPTIONS = {
     "finetuned": "base + LoRA adapter, free text, exact match (the paper's fine-tuned model)",
     "finetuned_constrained": "base + LoRA adapter, constrained decoding",
     "retrieval": "MiniLM + FAISS retrieval alone, top-1",
+    "reranked": "retrieval's top 5, the fine-tuned LLM reranker's choice (etlnorm finetune --task rerank)",
     "cascade": "etlnorm's cascade (with the adapter when given)",
 }
 
 
-def _paper(ontology: str, split: str, which: int) -> str:
-    ref = PAPER.get((ontology, split))
+def _paper(name: str, split: str, which: int) -> str:
+    ref = PAPER.get((name, split))
     return f"{ref[which]:.1f} %" if ref else "–"
 
 
 def overall_table(results: Sequence[Mapping[str, Any]]) -> list[str]:
     methods = [m for m in DESCRIPTIONS if any(m in r["methods"] for r in results)]
-    head = ["ontology", "split", "n", *methods, "paper base", "paper fine-tuned"]
+    head = ["task", "split", "n", *methods, "paper base", "paper fine-tuned"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         for split in SPLITS:
@@ -47,8 +49,8 @@ def overall_table(results: Sequence[Mapping[str, Any]]) -> list[str]:
                 continue
             s = r["splits"][split]
             cells = [pct(s["accuracy"].get(m)) for m in methods]
-            lines.append(f"| {r['ontology']} | {split} | {s['n']} | " + " | ".join(cells)
-                         + f" | {_paper(r['ontology'], split, 0)} | {_paper(r['ontology'], split, 1)} |")  # fmt: skip
+            lines.append(f"| {task(r)} | {split} | {s['n']} | " + " | ".join(cells)
+                         + f" | {_paper(task(r), split, 0)} | {_paper(task(r), split, 1)} |")  # fmt: skip
     return lines
 
 
@@ -58,7 +60,7 @@ def write_report(results: Mapping[str, Any], path: Path, plots: Mapping[str, str
     hp = meta.get("hyperparameters", {})
     metrics = meta.get("metrics", {})
     lines = [
-        f"# The paper's experiment on `{r['ontology']}` ({r['release']})",
+        f"# The paper's experiment: `{task(r)}` ({r['ontology']} {r['release']})",
         "",
         f"- base model: `{r['base_model']}` on {r['device']}",
         f"- adapter: `{r['adapter']}`" if r["adapter"] else "- adapter: none (fine-tuned rows absent)",
@@ -128,9 +130,9 @@ def write_summary(results: Sequence[Mapping[str, Any]], out: Path, notes: str = 
     out.mkdir(parents=True, exist_ok=True)
     plot_summary(results, out / "summary_accuracy.png")
     plot_lexicalization(
-        {r["ontology"]: r["lexicalization"]["values"] for r in results}, out / "lexicalization.png"
+        {task(r): r["lexicalization"]["values"] for r in results}, out / "lexicalization.png"
     )
-    lex_means = {r["ontology"]: r["lexicalization"] for r in results}
+    lex_means = {task(r): r["lexicalization"] for r in results}
     lines = [
         "# The paper's experiment, reproduced small",
         "",
@@ -141,7 +143,7 @@ def write_summary(results: Sequence[Mapping[str, Any]], out: Path, notes: str = 
         "",
         "![accuracy per method](summary_accuracy.png)",
         "",
-        "| ontology | lexicalization (mean cosine term vs identifier) | sd | n |",
+        "| task | lexicalization (mean cosine term vs identifier) | sd | n |",
         "|---|---|---|---|",
         *(f"| {o} | {v['mean']:.3f} | {v['sd']:.3f} | {v['n']} |" for o, v in lex_means.items()),
         "",
@@ -151,7 +153,7 @@ def write_summary(results: Sequence[Mapping[str, Any]], out: Path, notes: str = 
     if notes:
         lines += [notes.rstrip(), ""]
     lines += [
-        "Per ontology: " + ", ".join(f"[{r['ontology']}]({r['ontology']}/report.md)" for r in results),
+        "Per task: " + ", ".join(f"[{task(r)}]({task(r)}/report.md)" for r in results),
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))

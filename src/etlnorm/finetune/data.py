@@ -51,11 +51,12 @@ def frame_to_pairs(frame: pl.DataFrame) -> list[Pair]:
 
 def read_frame(path: str | Path, ontology: str) -> pl.DataFrame:
     """``term, id[, bin, popularity]`` from ``path``; ``paper`` / ``paper:train`` / ``paper:withheld``
-    name the paper's own sets for ``ontology`` (``paper`` alone is the train set)."""
+    name the paper's own sets for ``ontology`` (``paper`` alone is the train set), and
+    ``paper-protein[:split]`` the gene sets with protein names as terms."""
     spec = str(path)
-    if spec == "paper" or spec.startswith("paper:"):
-        split = spec.partition(":")[2] or "train"
-        return load_paper_set(ontology, split)
+    head, _, split = spec.partition(":")
+    if head in ("paper", "paper-protein"):
+        return load_paper_set(ontology, split or "train", "protein" if head == "paper-protein" else "name")
     path = Path(path).expanduser()
     try:
         raw = pl.read_csv(path, infer_schema_length=0)

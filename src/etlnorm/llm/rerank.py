@@ -6,9 +6,10 @@ log-likelihood of an answer given a prompt (mean, not sum, so long labels are no
 scores become [0, 1] by a softmax over one term's candidates.
 
 ``by`` picks the answer: ``"label"`` (prompt asks for the term's name, answer is the candidate
-label), ``"id"`` (the paper's ID prompt, answer is the candidate ID) or ``"both"`` (average of the
-two). With SmolLM2-135M, ``label`` is the default: on the fixed HPO set of tests/test_llm_rerank.py
-it ranked the gold first far more often than ``id`` (see that test for the measured rates).
+label: what ``etlnorm finetune --task rerank`` trains), ``"id"`` (the paper's ID prompt, answer is
+the candidate ID) or ``"both"`` (average of the two). With the base SmolLM2-135M, ``label`` ranked
+the gold first far more often than ``id`` on the fixed HPO set of tests/llm/test_rerank.py (see
+that test for the measured rates).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Literal, NamedTuple, Protocol
 
 import torch
 
+from etlnorm.llm.generate import MAX_PROMPT_TOKENS, Prefix
 from etlnorm.llm.model import LanguageModel
 from etlnorm.llm.prompts import ONTOLOGY_NAMES, build_prompt, clean_term, render
 
@@ -55,34 +57,31 @@ def answer_loglik(
 ) -> list[float]:
     """Mean log-probability per token of each answer (EOS included) after its prompt, batched.
 
-    Sequences are right-padded: in a causal model later padding cannot affect earlier positions.
+    The prompts' shared start (chat template and question) is computed once (``generate.Prefix``);
+    each row's own part is right-padded: in a causal model later padding cannot affect earlier
+    positions.
     """
     tok = lm.tokenizer
     prompts = tok([p for p, _ in pairs], add_special_tokens=False).input_ids if pairs else []
     answers = tok([a for _, a in pairs], add_special_tokens=False).input_ids if pairs else []
-    seqs = []
-    for p, a in zip(prompts, answers, strict=True):
-        a = a[:MAX_ANSWER_TOKENS] + [lm.eos_token_id]
-        p = p[-512:]
-        seqs.append((p, a))
+    seqs = [(p[-MAX_PROMPT_TOKENS:], a[:MAX_ANSWER_TOKENS] + [lm.eos_token_id]) for p, a in zip(prompts, answers, strict=True)]
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
     out = [0.0] * len(seqs)
     with lm.for_ontology(ontology) as model, torch.inference_mode():
+        prefix = Prefix.of(model, [p for p, _ in seqs], lm.device)  # prompts only: answers start after it
+        n = len(prefix.ids)
         for start in range(0, len(order), max(1, batch_size)):
             batch = order[start : start + batch_size]
-            width = max(len(seqs[i][0]) + len(seqs[i][1]) for i in batch)
-            ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                full = seqs[i][0] + seqs[i][1]
-                ids[row, : len(full)] = torch.tensor(full)
-                mask[row, : len(full)] = 1
-            logits = model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits.float()
+            ids, mask, cache = prefix.inputs([seqs[i][0] + seqs[i][1] for i in batch], tok.pad_token_id, lm.device,
+                                             left=False)  # fmt: skip
+            own = ids[:, n:]
+            logits = model(input_ids=own, attention_mask=mask, cache=cache, use_cache=cache is not None).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            target = logp.gather(2, ids[:, 1:].to(lm.device).unsqueeze(2)).squeeze(2).cpu()
+            target = logp.gather(2, own[:, 1:].unsqueeze(2)).squeeze(2).cpu()
             for row, i in enumerate(batch):
                 p, a = seqs[i]
-                out[i] = float(target[row, len(p) - 1 : len(p) + len(a) - 1].mean())
+                first = len(p) - n - 1  # logit position predicting the answer's first token
+                out[i] = float(target[row, first : first + len(a)].mean())
     return out
 
 
@@ -104,11 +103,14 @@ def rerank(
     by: By = "label",
     batch_size: int = 32,
     templates: Mapping[str, str] | None = None,
+    adapter: str | None = None,
 ) -> list[list[Ranked]]:
     """For each (term, candidates): the candidates best first, ``score`` = softmax of the LLM scores.
 
     A candidate without a label is scored on its ID under ``by="label"``.
+    ``adapter``: the LoRA adapter to run with (default: the ontology's).
     """
+    adapter = adapter or ontology
     tok = lm.tokenizer
     pairs: list[tuple[str, str]] = []
     slots: list[list[list[int]]] = []  # per query, per candidate: indices into pairs
@@ -126,11 +128,12 @@ def rerank(
                 pairs.append((label_prompt, cand.label))
             per_query.append(idx)
         slots.append(per_query)
-    scores = answer_loglik(lm, pairs, ontology=ontology, batch_size=batch_size)
-    results = []
-    for (_, cands), per_query in zip(queries, slots, strict=True):
-        raw = [sum(scores[i] for i in idx) / len(idx) for idx in per_query]
-        probs = softmax(raw)
-        ranked = sorted(zip(cands, probs, strict=True), key=lambda cp: -cp[1])
-        results.append([Ranked(c.id, c.label, p) for c, p in ranked])
-    return results
+    scores = answer_loglik(lm, pairs, ontology=adapter, batch_size=batch_size)
+    return [_ranked(cands, softmax([sum(scores[i] for i in idx) / len(idx) for idx in per_query]))
+            for (_, cands), per_query in zip(queries, slots, strict=True)]  # fmt: skip
+
+
+def _ranked(cands: Sequence[Choice], probs: Sequence[float]) -> list[Ranked]:
+    """Candidates best first (stable: ties keep retrieval's order)."""
+    ranked = sorted(zip(cands, probs, strict=True), key=lambda cp: -cp[1])
+    return [Ranked(c.id, c.label, float(p)) for c, p in ranked]

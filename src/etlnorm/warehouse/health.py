@@ -112,7 +112,8 @@ def _models(settings: Settings) -> list[Check]:
             checks.append(Check("llm", OK if where.exists() or not settings.llm_model else MISSING, str(where)))
         except FileNotFoundError as exc:
             checks.append(Check("llm", MISSING, str(exc)))
-    for kind, folders in (("adapter", settings.llm_adapters), ("reranker", settings.reranker_models)):
+    for kind, folders in (("adapter", settings.llm_adapters), ("rerank adapter", settings.llm_rerank_adapters),
+                          ("reranker", settings.reranker_models)):  # fmt: skip
         for ontology, folder in sorted(folders.items()):
             exists = Path(folder).expanduser().is_dir()
             checks.append(Check(f"{kind} {ontology}", OK if exists else MISSING, folder))

@@ -1,0 +1,177 @@
+"""Train the LLM reranker (``etlnorm finetune --task rerank``): read a phrase, say the term's name.
+
+The paper's finding: a small model cannot spell arbitrary numeric IDs it never memorized, but it
+reads words. So the adapter learns the *label* a phrase means (``llm.rerank.label_message`` prompt →
+the gold concept's label), and the rerank tier scores retrieval's top candidates by the likelihood of
+their labels, combined with retrieval's score: ``weight`` · p + (1 − weight) · score, the weight
+fitted on a dev slice as for the cross-encoder (an adapter that replaced retrieval's order would be
+worse than none).
+
+Queries are strings of the training part that retrieval has *not* indexed: a seeded sample of
+synonyms moved out of the index (``finetune.reranker.dev_split``) and one seeded variant of each; a
+share of them is the dev slice, whose candidates come from retrieval over the rest.
+
+Tried first and dropped: listing the candidates behind letters and training the letter (one pass
+per term). Over retrieval's order SmolLM2-135M learned only the position prior (its choice equalled
+retrieval's order); over shuffled lists it fell below retrieval. Saying the label is the objective
+the model was pretrained on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from etlnorm.cascade.answer import Candidate
+from etlnorm.cascade.crossencoder import combine
+from etlnorm.cascade.heldout import string_key
+from etlnorm.cascade.retrieval import View
+from etlnorm.cascade.variants import variants
+from etlnorm.config import Settings
+from etlnorm.errors import EtlnormError
+from etlnorm.files import write_json
+from etlnorm.finetune.config import FinetuneConfig
+from etlnorm.finetune.encoder import digest, retrieval_scores
+from etlnorm.finetune.reranker import WEIGHTS, RerankerConfig, dev_split
+from etlnorm.finetune.train import METADATA_FILE, AdapterInfo, base_model_metadata, save_adapter, train_lora
+from etlnorm.llm.generate import MAX_PROMPT_TOKENS
+from etlnorm.llm.model import LanguageModel, rerank_adapter_name
+from etlnorm.llm.prompts import clean_term, render
+from etlnorm.llm.rerank import label_message, rerank
+
+log = logging.getLogger(__name__)
+
+Search = Callable[[list[str], int], list[list[Candidate]]]  # texts, k -> retrieval's candidates
+TASK = "rerank"
+DEV_SHARE = 0.15  # of the training queries, held back to fit the weight
+
+
+def rerank_queries(strings: View, labels: dict[str, str | None], n: int, seed: int,
+                   exclude: Collection[str] = ()) -> tuple[View, list[tuple[str, str]]]:  # fmt: skip
+    """(index view, (query, gold) pairs): ``n`` synonyms moved out of ``strings``, plus one seeded
+    variant of each; no query spells an ``exclude`` string (held-out queries) or an indexed one."""
+    index, picked = dev_split(strings, labels, RerankerConfig(seed=seed, dev_queries=n))
+    rng = random.Random(seed)
+    queries = list(picked)
+    for text, gold in picked:
+        made = variants(text, rng)
+        if made:
+            queries.append((rng.choice(made)[1], gold))
+    banned = {string_key(s) for s in exclude} | {string_key(t) for _, t in index}
+    return index, [(q, g) for q, g in dict.fromkeys(queries) if string_key(q) not in banned]
+
+
+def label_examples(tokenizer: Any, ontology: str, queries: Sequence[tuple[str, str]],
+                   labels: dict[str, str | None]) -> list[tuple[list[int], list[int]]]:  # fmt: skip
+    """(input_ids, labels) per query: -100 on the prompt, the gold concept's label and EOS after it."""
+    kept = [(q, labels[g]) for q, g in queries if labels.get(g)]
+    prompts = tokenizer([render(tokenizer, label_message(ontology, q)) for q, _ in kept], add_special_tokens=False).input_ids
+    answers = tokenizer([clean_term(label) for _, label in kept], add_special_tokens=False).input_ids
+    eos = int(tokenizer.eos_token_id)
+    out = []
+    for prompt, answer in zip(prompts, answers, strict=True):
+        prompt = prompt[-MAX_PROMPT_TOKENS:]
+        out.append((prompt + answer + [eos], [-100] * len(prompt) + answer + [eos]))
+    return out
+
+
+def reranked(lm: LanguageModel, adapter: str | None, ontology: str, terms: Sequence[str],
+             pools: Sequence[Sequence[Candidate]], weight: float, batch_size: int = 32) -> list[list[Candidate]]:  # fmt: skip
+    """Each pool re-ordered by ``weight`` · the LLM's label probability + (1 − ``weight``) · retrieval's score."""
+    queries = [(t, list(p)) for t, p in zip(terms, pools, strict=True) if p]
+    scored = iter(rerank(lm, ontology, queries, by="label", adapter=adapter, batch_size=batch_size))
+    out = []
+    for pool in pools:
+        if not pool:
+            out.append([])
+            continue
+        probs = {r.id: r.score for r in next(scored)}
+        out.append(combine(pool, [probs[c.id] for c in pool], weight))
+    return out
+
+
+def fit_weight(lm: LanguageModel, adapter: str | None, ontology: str, dev: Sequence[tuple[str, str]], search: Search,
+               k: int) -> tuple[float, dict[str, float]]:  # fmt: skip
+    """The weight with the best dev acc@1 (ties: the smaller, closer to retrieval), and acc@1 at each."""
+    terms, gold = [q for q, _ in dev], [g for _, g in dev]
+    pools = search(terms, k)
+    queries = [(t, list(p)) for t, p in zip(terms, pools, strict=True) if p]
+    probs = iter(rerank(lm, ontology, queries, by="label", adapter=adapter))
+    by_term = [({r.id: r.score for r in next(probs)} if p else {}) for p in pools]
+    accuracy = {}
+    for w in WEIGHTS:
+        hits = [bool(p) and combine(p, [s[c.id] for c in p], w)[0].id == g for p, s, g in zip(pools, by_term, gold, strict=True)]
+        accuracy[f"{w:.2f}"] = round(sum(hits) / max(1, len(hits)), 4)
+    return max(WEIGHTS, key=lambda w: (accuracy[f"{w:.2f}"], -w)), accuracy
+
+
+def order_scores(lm: LanguageModel, adapter: str | None, ontology: str, queries: Sequence[str], gold: Sequence[str],
+                 search: Search, k: int, weight: float) -> dict[str, dict[str, float]]:  # fmt: skip
+    """acc@1 / acc@5 of retrieval's top ``k`` and of the reranked order, with the reranker's terms/s."""
+    pools = search(list(queries), k)
+    started = time.perf_counter()
+    ordered = reranked(lm, adapter, ontology, queries, pools, weight)
+    rate = round(len(queries) / max(1e-9, time.perf_counter() - started), 1)
+    found = [[[c.id for c in pool] for pool in lists] for lists in (pools, ordered)]
+    return {"retrieval": retrieval_scores(queries, gold, found[0]),
+            "reranked": {**retrieval_scores(queries, gold, found[1]), "terms_per_s": rate}}  # fmt: skip
+
+
+def train_rerank_adapter(engine: Engine, settings: Settings, ontology: str, strings: View,
+                         test: Sequence[tuple[str, str]], out: Path, *, lm: LanguageModel, config: FinetuneConfig,
+                         queries: int = 2000, eval_limit: int | None = 500, seed: int = 13, progress: bool = True,
+                         extra_metadata: dict[str, Any] | None = None) -> tuple[AdapterInfo, dict[str, Any]]:  # fmt: skip
+    """``etlnorm finetune --task rerank``: train on ``strings`` (a split's train part, or the whole
+    release), fit the weight on the dev slice, then score retrieval's order against the reranked one
+    on (a seeded ``eval_limit`` of) ``test``, recorded in the adapter's metadata."""
+    from etlnorm.cascade.normalizer import Normalizer
+    from etlnorm.cascade.retrieval import current_labels
+
+    def search_over(view: View) -> Search:
+        return Normalizer(ontology, engine, settings, route=["lexical", "fuzzy", "retrieval"], calibrated=False,
+                          strings=view).search  # fmt: skip
+
+    k = settings.top_k
+    labels = current_labels(engine, ontology)
+    index, picked = rerank_queries(strings, labels, queries, seed, [q for q, _ in test])
+    dev = random.Random(seed).sample(picked, max(1, round(DEV_SHARE * len(picked))))
+    held = set(dev)
+    train = [q for q in picked if q not in held]
+    rows = label_examples(lm.tokenizer, ontology, train, labels)
+    if len(rows) < 2:
+        raise EtlnormError(f"only {len(rows)} training queries for the {ontology} reranker")
+    trained = train_lora(lm, rows, config, desc=f"fine-tuning the {ontology} reranker", progress=progress)
+    tuned = LanguageModel(trained.model, lm.tokenizer, f"{lm.key}#rerank", lm.device)
+    started = time.perf_counter()
+    weight, dev_accuracy = fit_weight(tuned, None, ontology, dev, search_over(index), k)
+    log.info("%s reranker: weight %.2f (dev acc@1 %s at 0, %s at it), fitted in %.0f s", ontology, weight,
+             dev_accuracy["0.00"], dev_accuracy[f"{weight:.2f}"], time.perf_counter() - started)  # fmt: skip
+    info = save_adapter(trained.model, out, {
+        "format": 1,
+        "task": TASK,
+        "ontology": ontology,
+        "base_model": base_model_metadata(lm),
+        "top_k": k,
+        "weight": weight,
+        "dev_acc_at_1_by_weight": dev_accuracy,
+        "data": {"queries": len(train), "dev_queries": len(dev), "sha256": digest(train)},
+        "hyperparameters": {**config.as_dict(), "batch_size_used": trained.batch_size},
+        "metrics": trained.metrics,
+        **(extra_metadata or {}),
+    })  # fmt: skip
+    del trained, tuned
+    scores: dict[str, Any] = {}
+    if test:
+        sample = list(test) if not eval_limit or eval_limit >= len(test) else random.Random(seed).sample(list(test), eval_limit)
+        lm.load_adapter(rerank_adapter_name(ontology), info.folder)
+        scores = order_scores(lm, rerank_adapter_name(ontology), ontology, [q for q, _ in sample], [g for _, g in sample],
+                              search_over(strings), k, weight)  # fmt: skip
+        info.metadata["heldout_metrics"] = scores
+        write_json(info.folder, METADATA_FILE, info.metadata)
+    return info, scores
