@@ -11,10 +11,9 @@ Queries are strings of the training part that retrieval has *not* indexed: a see
 synonyms moved out of the index (``finetune.reranker.dev_split``) and one seeded variant of each; a
 share of them is the dev slice, whose candidates come from retrieval over the rest.
 
-Tried first and dropped: listing the candidates behind letters and training the letter (one pass
-per term). Over retrieval's order SmolLM2-135M learned only the position prior (its choice equalled
-retrieval's order); over shuffled lists it fell below retrieval. Saying the label is the objective
-the model was pretrained on.
+A first design, candidates behind letters with the gold letter as the target (one pass per term),
+was dropped after a trial in which SmolLM2-135M learned only the position prior. Saying the label
+is the kind of objective the model was pretrained on.
 """
 
 from __future__ import annotations
