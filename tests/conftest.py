@@ -139,7 +139,7 @@ def hp_rerank(engine: Engine, hp, smollm, tmp_path_factory: pytest.TempPathFacto
     from etlnorm.config import load_settings
     from etlnorm.experiment.paper import private_copy
     from etlnorm.finetune import load_config
-    from etlnorm.finetune.choice import train_rerank_adapter
+    from etlnorm.finetune.llm_rerank import train_rerank_adapter
 
     split = heldout_split(engine, "hp", "synonym", seed=13)
     lm = private_copy(smollm, "rerank-fixture")  # PEFT edits the network it loads into

@@ -52,3 +52,27 @@ def test_the_papers_gene_task_reads_protein_names() -> None:
     assert train[0].term == "Prostaglandin G/H synthase 2" and train[0].id == "PTGS2"
     assert train[0].term != names[0].term  # the protein's name, not the gene's
     assert len(read_pairs("paper-protein:withheld", "hgnc")) >= 590
+
+
+def test_generate_task_trains_on_the_release_and_writes_an_adapter_the_llm_tier_loads(engine, hgnc, tmp_path) -> None:
+    from etlnorm.finetune import read_metadata
+    from tests.test_cli import etlnorm
+
+    out = tmp_path / "hgnc"
+    done = etlnorm("finetune", "--ontology", "hgnc", "--task", "generate", "--sample", "12", "--epochs", "1",
+                   "--out", str(out), "--config", str(_tiny_config(tmp_path)))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    meta = read_metadata(out)
+    assert meta["task"] == "generate" and meta["ontology"] == "hgnc"
+    assert meta["data"]["pairs"] == 12 and "approved names, alias and previous symbols" in meta["data"]["source"]
+    assert (out / "adapter_config.json").is_file()
+    bad = etlnorm("finetune", "--ontology", "hgnc", "--task", "spell")
+    assert bad.returncode == 1 and "unknown --task 'spell'" in bad.stderr
+    wrong = etlnorm("finetune", "--ontology", "hp", "--with-paper", "--sample", "2", "--withheld", "0", "--out", str(tmp_path / "x"))
+    assert wrong.returncode == 1 and "--with-paper adds the paper's protein-name pairs: hgnc only" in wrong.stderr
+
+
+def _tiny_config(folder):
+    path = folder / "tiny.toml"
+    path.write_text("[finetune]\nparaphrases = 1\neval_limit = 0\nbatch_size = 32\n")
+    return path
