@@ -55,7 +55,7 @@ def test_rerank_adapter_is_saved_measured_and_run_by_the_rerank_tier(hp_rerank, 
     assert retrieval["n"] == reranked["n"] == RERANK_EVAL
     assert reranked["acc_at_5"] == retrieval["acc_at_5"]  # it reorders the same five candidates
     print("retrieval's order vs reranked, acc@1:", retrieval["acc_at_1"], reranked["acc_at_1"], "weight", weight)
-    assert reranked["acc_at_1"] >= retrieval["acc_at_1"] - MARGIN
+    assert reranked["acc_at_1"] >= retrieval["acc_at_1"] + MARGIN
 
     settings = load_settings().model_copy(update={"llm_rerank_adapters": {"hp": str(info.folder)}, "min_confidence": 0.0})
     normalizer = Normalizer("hp", engine, settings, route=["lexical", "fuzzy", "retrieval", "rerank"], lm=lm,
@@ -72,4 +72,6 @@ def test_rerank_adapter_is_saved_measured_and_run_by_the_rerank_tier(hp_rerank, 
     assert all(len(a.candidates) <= 5 for a in answers if a.method == "rerank")
 
 
-MARGIN = 0.0  # set from the measured value
+# Measured with this fixture (300 training synonyms, 200 held-out queries, 2 CPU cores): retrieval's
+# order 0.450, reranked 0.490 (+0.040) at weight 0.20. The floor keeps half of that gain.
+MARGIN = 0.02
