@@ -1,9 +1,6 @@
 """LLM tier throughput: terms/s by batch size, constrained vs free, against a one-at-a-time loop.
 
-    .venv/bin/python bench/bench_llm.py [--n 128] [--n-single 32] [--batch-sizes 1,8,32,128] [--rerank] [--choice]
-
-``--choice`` also times the reranker's choice scoring (5 candidates per term, one forward pass each)
-batched against one term at a time.
+    .venv/bin/python bench/bench_llm.py [--n 128] [--n-single 32] [--batch-sizes 1,8,32,128] [--rerank]
 
 Terms are HPO labels from the pinned release (no database needed); the constraint trie is built
 from that release's current IDs. The baseline calls ``model.generate`` once per term, the way a
@@ -76,21 +73,6 @@ def rerank_rates(lm, release, current, n: int = 24) -> dict[str, float]:
     return rates
 
 
-def choice_rates(lm, current, n: int, n_single: int) -> tuple[float, float]:
-    """terms/s of choice scoring (5 labels per term) batched (32) and one term per call."""
-    labels = [label for _, label in current]
-    queries = [(labels[i * 7 % len(labels)], [Candidate(str(j), labels[(i * 7 + j * 13) % len(labels)], 0.0)
-                                              for j in range(5)]) for i in range(n)]  # fmt: skip
-    rerank(lm, "hp", queries[:2], by="choice", batch_size=2)  # warm-up
-    start = time.perf_counter()
-    rerank(lm, "hp", queries, by="choice", batch_size=32)
-    batched = n / (time.perf_counter() - start)
-    start = time.perf_counter()
-    for q in queries[:n_single]:
-        rerank(lm, "hp", [q], by="choice", batch_size=1)
-    return batched, n_single / (time.perf_counter() - start)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=128, help="terms per batched measurement")
@@ -102,7 +84,6 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "etlnorm-test-ontologies")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--rerank", action="store_true", help="also compare reranking by label / id / both")
-    ap.add_argument("--choice", action="store_true", help="also time choice scoring, batched vs one at a time")
     args = ap.parse_args()
 
     if args.threads:
@@ -143,10 +124,6 @@ def main() -> None:
     print(f"best batched (free, batch {best_bs}): {best:.2f} terms/s = {best / base:.1f}x the baseline")
     if args.rerank:
         print("rerank top-1, 24 HPO synonyms, 5 candidates:", rerank_rates(lm, release, current))
-    if args.choice:
-        batched, single = choice_rates(lm, current, args.n, args.n_single)
-        print(f"choice scoring, 5 candidates: batched {batched:.1f} terms/s, one at a time {single:.1f} terms/s "
-              f"= {batched / single:.1f}x")  # fmt: skip
 
 
 if __name__ == "__main__":
