@@ -80,19 +80,19 @@ def label_examples(tokenizer: Any, ontology: str, queries: Sequence[tuple[str, s
     return out
 
 
+def label_probabilities(lm: LanguageModel, adapter: str | None, ontology: str, terms: Sequence[str],
+                        pools: Sequence[Sequence[Candidate]], batch_size: int = 32) -> list[dict[str, float]]:  # fmt: skip
+    """Per term, the LLM's probability of each candidate's label (softmax over its pool; {} for none)."""
+    queries = [(t, list(p)) for t, p in zip(terms, pools, strict=True) if p]
+    scored = iter(rerank(lm, ontology, queries, by="label", adapter=adapter, batch_size=batch_size))
+    return [{r.id: r.score for r in next(scored)} if pool else {} for pool in pools]
+
+
 def reranked(lm: LanguageModel, adapter: str | None, ontology: str, terms: Sequence[str],
              pools: Sequence[Sequence[Candidate]], weight: float, batch_size: int = 32) -> list[list[Candidate]]:  # fmt: skip
     """Each pool re-ordered by ``weight`` · the LLM's label probability + (1 − ``weight``) · retrieval's score."""
-    queries = [(t, list(p)) for t, p in zip(terms, pools, strict=True) if p]
-    scored = iter(rerank(lm, ontology, queries, by="label", adapter=adapter, batch_size=batch_size))
-    out = []
-    for pool in pools:
-        if not pool:
-            out.append([])
-            continue
-        probs = {r.id: r.score for r in next(scored)}
-        out.append(combine(pool, [probs[c.id] for c in pool], weight))
-    return out
+    probs = label_probabilities(lm, adapter, ontology, terms, pools, batch_size)
+    return [combine(pool, [p[c.id] for c in pool], weight) if pool else [] for pool, p in zip(pools, probs, strict=True)]
 
 
 def fit_weight(lm: LanguageModel, adapter: str | None, ontology: str, dev: Sequence[tuple[str, str]], search: Search,
@@ -100,9 +100,7 @@ def fit_weight(lm: LanguageModel, adapter: str | None, ontology: str, dev: Seque
     """The weight with the best dev acc@1 (ties: the smaller, closer to retrieval), and acc@1 at each."""
     terms, gold = [q for q, _ in dev], [g for _, g in dev]
     pools = search(terms, k)
-    queries = [(t, list(p)) for t, p in zip(terms, pools, strict=True) if p]
-    probs = iter(rerank(lm, ontology, queries, by="label", adapter=adapter))
-    by_term = [({r.id: r.score for r in next(probs)} if p else {}) for p in pools]
+    by_term = label_probabilities(lm, adapter, ontology, terms, pools)
     accuracy = {}
     for w in WEIGHTS:
         hits = [bool(p) and combine(p, [s[c.id] for c in p], w)[0].id == g for p, s, g in zip(pools, by_term, gold, strict=True)]
