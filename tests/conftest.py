@@ -11,9 +11,11 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+import hypothesis  # noqa: F401 - imported first: its pytest plugin importing it only at the end trips a
+import pytest  # CPython 3.11 compile() bug ("AST constructor recursion depth mismatch") after long sessions
 from sqlalchemy import Engine, create_engine, text
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -49,23 +51,42 @@ def etlnorm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
-def database_url(etlnorm_home: Path) -> Iterator[str]:
-    """A database of this session's own, exported as ETLNORM_DATABASE_URL for CLI subprocesses."""
-    if _server_up():
-        name = f"etlnorm_test_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = SERVER.rsplit("/", 1)[0] + "/" + name
-        os.environ["ETLNORM_DATABASE_URL"] = url
+@contextmanager
+def _new_database() -> Iterator[str]:
+    """An empty database on the server, dropped (connections closed) afterwards."""
+    name = f"etlnorm_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = SERVER.rsplit("/", 1)[0] + "/" + name
+    try:
         yield url
+    finally:
         from etlnorm.db.engine import _engine_for
 
         _engine_for(url).dispose()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def scratch_url(database_url: str) -> Iterator[str]:
+    """A second, empty database for one test (schema upgrades, releases loaded over others), so the
+    session database's ontologies stay as they are."""
+    if not _server_up():
+        pytest.skip("needs the PostgreSQL server at 127.0.0.1:5432 for a second database")
+    with _new_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_url(etlnorm_home: Path) -> Iterator[str]:
+    """A database of this session's own, exported as ETLNORM_DATABASE_URL for CLI subprocesses."""
+    if _server_up():
+        with _new_database() as url:
+            os.environ["ETLNORM_DATABASE_URL"] = url
+            yield url
     else:
         os.environ["ETLNORM_DATABASE_URL"] = "embedded"
         from etlnorm.db.engine import database_url as configured

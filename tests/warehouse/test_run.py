@@ -10,13 +10,23 @@ import time
 
 import pytest
 from psycopg import sql
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from etlnorm.config import load_settings
-from etlnorm.db.engine import raw
+from etlnorm.db.engine import init_db, raw
 from etlnorm.errors import TableError
 from etlnorm.warehouse.catalog import split_name
-from etlnorm.warehouse.phases import RunLockedError, plan_run
+from etlnorm.warehouse.phases import (
+    LockLostError,
+    RunLockedError,
+    key_ranges,
+    normalize_batch,
+    pending_terms,
+    plan_run,
+    prepare_table,
+    run_lock,
+    update_range,
+)
 from etlnorm.warehouse.run import run_table
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 from etlnorm.warehouse.views import create_table_view
@@ -77,17 +87,33 @@ def test_run_fills_then_reruns_touch_nothing_then_only_new_rows(engine, terms):
     assert runs.returncode == 0 and "etl.basic.term" in runs.stdout
 
 
-def test_a_new_release_makes_cached_mappings_stale(engine, terms):
+def test_answers_of_other_content_are_recomputed_but_the_exact_matches_the_release_keeps(engine, terms):
     create_annotation_table(engine, "etl.stale", terms[:50], rows=500, seed=2)
     run_table("etl.stale", "term", "hp")
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE etlnorm.mapping SET release = '2000-01-01' WHERE ontology = 'hp'"
-                          " AND term = ANY (CAST(:t AS text[]))"), {"t": terms[:5]})  # fmt: skip
+    present = sorted(set(terms[:10]) & set(_column(engine, "etl.stale")))
+    with engine.begin() as conn:  # as if computed on another release's content
+        conn.execute(text("UPDATE etlnorm.mapping SET fingerprint = 'sha256:other' WHERE ontology = 'hp'"
+                          " AND term = ANY (CAST(:t AS text[]))"), {"t": present})  # fmt: skip
+        exact = conn.execute(text("SELECT count(*) FROM etlnorm.mapping WHERE ontology = 'hp' AND term = ANY"
+                                  " (CAST(:t AS text[])) AND method IN ('exact', 'synonym')"), {"t": present}).scalar()  # fmt: skip
     assert scalar(engine, "SELECT count(*) FROM etlnorm.stale_mapping WHERE term = ANY (CAST(:t AS text[]))",
-                  t=terms[:5]) == 5  # fmt: skip
+                  t=present) == len(present) > exact > 0  # fmt: skip
     again = run_table("etl.stale", "term", "hp")
-    assert again.stats.new_terms == len({t for t in terms[:5]} & set(_column(engine, "etl.stale")))
+    # The same lexicon still gives every exact match: kept; every other answer is recomputed.
+    assert (again.stats.carried_over, again.stats.new_terms) == (exact, len(present) - exact)
+    assert again.stats.rows_updated == 0  # the same content gives the same answers
     assert scalar(engine, "SELECT count(*) FROM etlnorm.stale_mapping") == 0
+
+
+def test_a_changed_answer_setting_recomputes_every_term(engine, terms):
+    create_annotation_table(engine, "etl.producer", terms[:30], rows=100, seed=21)
+    first = run_table("etl.producer", "term", "hp")
+    assert run_table("etl.producer", "term", "hp").stats.new_terms == 0
+    stricter = load_settings().model_copy(update={"min_confidence": 0.95})
+    again = run_table("etl.producer", "term", "hp", settings=stricter)
+    assert again.stats.new_terms == again.stats.distinct_terms == first.stats.distinct_terms
+    assert scalar(engine, "SELECT count(*) FROM etl.producer WHERE term_hp_confidence < 0.9499 AND term_hp_id IS NOT NULL"
+                          " AND term_hp_method <> 'curated'") == 0  # fmt: skip
 
 
 def _column(engine, table: str) -> list[str]:
@@ -239,3 +265,109 @@ def test_a_rerun_that_adds_no_column_is_not_blocked_by_a_reader_holding_row_lock
             run_table("etl.busy", "term", "hp", prefix="other", settings=quick)  # must add 4 columns
         reader.rollback()
     assert run_table("etl.busy", "term", "hp", prefix="other").stats.rows_updated == 100
+
+
+def test_a_lost_lock_session_stops_the_run_before_its_next_write_and_a_rerun_resumes(engine, terms):
+    create_annotation_table(engine, "etl.lostlock", terms[:40], rows=200, seed=22)
+    plan = plan_run(load_settings(), "etl.lostlock", "term", "hp", force=True)
+    pending, _ = pending_terms(plan)
+    with pytest.raises(LockLostError, match="lost its lock.*Rerun to resume"):
+        with run_lock(plan) as pid:
+            prepare_table(plan, pid)
+            normalize_batch(plan, pending[:10])  # written: the lock is held
+            with engine.connect() as conn:  # the lock's session ends (a restart or an admin would do this)
+                assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+            normalize_batch(plan, pending[10:])
+    assert scalar(engine, "SELECT count(*) FROM etlnorm.mapping WHERE run_id = :r", r=plan.run_id) == 10
+    with pytest.raises(LockLostError):
+        update_range(plan, *key_ranges(plan)[0])
+    assert scalar(engine, "SELECT count(*) FROM etl.lostlock WHERE term_hp_method IS NOT NULL") == 0
+    resumed = run_table("etl.lostlock", "term", "hp")
+    assert resumed.stats.rows_updated == 200
+    assert scalar(engine, "SELECT count(*) FROM etl.lostlock WHERE term_hp_method IS NULL") == 0
+
+
+def test_the_lock_and_the_run_record_name_the_same_target(engine, terms):
+    """Two prefixes on one column are two targets: both may run; a rerun of one interrupts only its own."""
+    create_annotation_table(engine, "etl.targets", terms[:10], rows=20, seed=23)
+    settings = load_settings()
+    first, other = (plan_run(settings, "etl.targets", "term", "hp", prefix=p) for p in ("one", "two"))
+    assert first.lock_key != other.lock_key
+    with run_lock(first) as pid_one, run_lock(other) as pid_two:  # both held at once
+        prepare_table(first, pid_one)
+        prepare_table(other, pid_two)
+        again = plan_run(settings, "etl.targets", "term", "hp", prefix="one")
+    with run_lock(again) as pid:
+        prepare_table(again, pid)
+    statuses = dict(engine.connect().execute(text("SELECT run_id, status FROM etlnorm.run WHERE table_name ="
+                                                  " 'etl.targets'")).all())  # fmt: skip
+    assert (statuses[first.run_id], statuses[other.run_id], statuses[again.run_id]) == (
+        "interrupted", "running", "running")
+
+
+RELEASE_1 = """
+[Term]
+id: HP:0000001
+name: All
+
+[Term]
+id: HP:0001250
+name: Seizure
+synonym: "Seizures" EXACT []
+
+[Term]
+id: HP:0000369
+name: Low-set ears
+
+[Term]
+id: HP:0001251
+name: Ataxia
+
+[Term]
+id: HP:0002000
+name: Short columella
+"""
+# The next release: a new label for one term (same words), one term obsoleted, one new term.
+RELEASE_2 = RELEASE_1.replace("name: Low-set ears", "name: Low set ears").replace(
+    "name: Ataxia", "name: Ataxia\nis_obsolete: true") + "\n[Term]\nid: HP:0009999\nname: Frequent seizures\n"
+
+
+def _obo(tmp_path, version: str, body: str) -> str:
+    path = tmp_path / f"hp-{version}.obo"
+    path.write_text(f"format-version: 1.2\ndata-version: hp/releases/{version}\nontology: hp\n{body}")
+    return str(path)
+
+
+def test_a_new_release_recomputes_only_what_it_could_change(scratch_url, tmp_path):
+    """Kept: exact matches still given, to a current ID (with today's label). Recomputed: the match
+    of a now obsolete term, and every non-exact answer. The result equals a --force rerun."""
+    from etlnorm.ontology.update import update_release
+
+    settings = load_settings(database_url=scratch_url, routing={"hp": ["lexical", "fuzzy"]}, auto_calibrate=False)
+    engine = create_engine(scratch_url)
+    init_db(engine)
+    update_release(engine, settings, "hp", _obo(tmp_path, "2024-01-01", RELEASE_1))
+    rows = ["Seizure", "Seizures", "Low-set ears", "Ataxia", "Seizurre", "Short columella"]
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (id int PRIMARY KEY, term text)"))
+        conn.execute(text("INSERT INTO notes SELECT g, t FROM unnest(CAST(:t AS text[])) WITH ORDINALITY u(t, g)"),
+                     {"t": rows})  # fmt: skip
+    first = run_table("notes", "term", "hp", settings=settings)
+    assert first.stats.new_terms == 6
+    assert dict(engine.connect().execute(text("SELECT term, term_hp_method FROM notes")).all())["Seizurre"] == "fuzzy"
+
+    update_release(engine, settings, "hp", _obo(tmp_path, "2025-01-01", RELEASE_2))
+    second = run_table("notes", "term", "hp", settings=settings)
+    assert (second.stats.carried_over, second.stats.new_terms) == (4, 2)  # Ataxia (obsolete) and the fuzzy match
+    answers = {t: (i, label, m) for t, i, label, m in engine.connect().execute(
+        text("SELECT term, term_hp_id, term_hp_label, term_hp_method FROM notes")).all()}  # fmt: skip
+    assert answers["Low-set ears"] == ("HP:0000369", "Low set ears", "exact")
+    assert answers["Ataxia"][0] is None
+
+    def outputs():
+        return sorted(engine.connect().execute(text("SELECT term, term_hp_id, term_hp_label, term_hp_method FROM notes")).all())
+
+    before = outputs()
+    assert run_table("notes", "term", "hp", settings=settings, force=True).stats.new_terms == 6
+    assert outputs() == before
+    engine.dispose()

@@ -29,16 +29,23 @@ def model_path(configured: str | None) -> Path:
 
 
 def fingerprint(path: Path) -> str:
-    """Identifies a model by its config and weight files' sizes: an index built with another model is stale.
-    etlnorm's own metadata beside it (``etlnorm-*.json``, rewritten with held-out figures) is not the model."""
+    """Identifies a model by the bytes of its files (weights, config, tokenizer): an index, a
+    calibration or a cached answer made with another model, or with this folder re-trained in
+    place, is stale. etlnorm's own metadata beside it (``etlnorm-*.json``, rewritten with held-out
+    figures) is not the model. Hashed once per process per state of the folder's files."""
+    files = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith("etlnorm-"))
+    state = tuple((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return f"{path.name}-{_content_hash(path, state)}"
+
+
+@cache
+def _content_hash(path: Path, state: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(path)):
-        file = path / name
-        if file.is_file() and not name.startswith("etlnorm-"):
-            digest.update(f"{name}:{file.stat().st_size}".encode())
-            if file.suffix == ".json" and file.stat().st_size < 1 << 20:
-                digest.update(file.read_bytes())
-    return f"{path.name}-{digest.hexdigest()[:12]}"
+    for name, size, _ in state:
+        digest.update(f"{name}:{size}:".encode())
+        with open(path / name, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()[:12]
 
 
 class Encoder:

@@ -47,12 +47,16 @@ from etlnorm.llm.model import (
     rerank_adapter_name,
 )
 from etlnorm.ontology.curation import Curated, curations
-from etlnorm.ontology.store import current_release
+from etlnorm.ontology.store import current_fingerprint, current_release
 from etlnorm.ontology.user_synonyms import user_synonyms, user_synonyms_tag
 
 log = logging.getLogger(__name__)
 
 TIER_NAMES = ("lexical", "fuzzy", "llm", "retrieval", "crossencoder", "rerank")
+# Settings an answer depends on besides the models: part of every cached answer's producer.
+ANSWER_SETTINGS = ("top_k", "min_confidence", "char_alpha", "map_negated", "llm_constrained", "llm_min_agreement",
+                   "llm_prompts", "llm_max_new_tokens")  # fmt: skip
+LEXICAL_METHODS = ("exact", "synonym")
 RENAMED = {"exact": "lexical"}  # route names of earlier releases
 INDEX_TIERS = frozenset({"retrieval", "crossencoder", "rerank"})  # tiers that read the retrieval index
 LLM_TIERS = frozenset({"llm", "rerank"})  # tiers that run the causal LM
@@ -76,7 +80,9 @@ class Normalizer:
         self.strings = strings
         self.variant = view_variant(strings) if strings is not None else variant or self.settings.index_variant
         self.content = content_tag(self.engine, ontology)
-        self.release = self.content[0]
+        self.fingerprint = self.content[0]  # the release's content: what machines key by
+        with self.engine.connect() as conn:
+            self.release = current_release(conn, ontology)  # its label: what people read
         self.route = check_route(ontology, route or self.settings.routing.get(ontology, ["lexical", "fuzzy", "retrieval"]))
         self._tiers = list(tiers) if tiers is not None else None
         self._lm = lm
@@ -265,10 +271,27 @@ class Normalizer:
         return "+".join(parts), adapter
 
     def calibration_key(self) -> str:
-        """Names the configuration raw scores depend on (route, index variant, encoder, reranker,
-        LLM, adapter, user synonyms): a calibration fitted under another one is not applied."""
+        """Names the configuration raw scores depend on (release content, route, index variant,
+        encoder weights, reranker, LLM, adapter, user synonyms): a calibration fitted under another
+        one is not applied."""
         models, adapter = self.provenance()
-        return hashlib.sha256(f"{models}|{adapter}|{self.content[1]}|{CALIBRATION_VERSION}".encode()).hexdigest()[:12]
+        return hashlib.sha256(f"{models}|{adapter}|{self.content}|{CALIBRATION_VERSION}".encode()).hexdigest()[:12]
+
+    def producer(self) -> str:
+        """Fingerprint of what computes this normalizer's answers apart from the release content:
+        route, models (encoder weights), adapters, user synonyms and the settings answers depend on.
+        A cached mapping is reused only under the same producer and the same content."""
+        models, adapter = self.provenance()
+        knobs = self.settings.model_dump_json(include=set(ANSWER_SETTINGS))
+        return hashlib.sha256(f"{models}|{adapter}|{self.content[1]}|{knobs}|{CALIBRATION_VERSION}".encode()).hexdigest()[:16]
+
+    def lexical_ids(self, terms: Sequence[str]) -> list[str | None]:
+        """The ID the lexical tier alone gives each term (None: no exact match), from this release's
+        lexicon: a cached exact match it still gives is an answer the new release left as it was."""
+        items = [WorkItem(self.key(t), t.strip()) for t in terms]
+        LexicalTier(self.lexicon, map_negated=self.settings.map_negated)(items)
+        return [i.decision.id if i.decision is not None and i.decision.method in LEXICAL_METHODS else None
+                for i in items]  # fmt: skip
 
     def key(self, term: str) -> str:
         """The normalized string under which a term is computed and cached."""
@@ -360,24 +383,25 @@ _normalizers: dict[tuple[str, str, str], Normalizer] = {}
 
 
 def get_normalizer(ontology: str, variant: str | None = None, settings: Settings | None = None) -> Normalizer:
-    """A warm Normalizer per (database, ontology, variant); rebuilt when the release or the user's
-    synonyms change."""
+    """A warm Normalizer per (database, ontology, variant); rebuilt when the settings, the release's
+    content or the user's synonyms change."""
     settings = settings or load_settings()
     engine = ready_engine(settings)
     variant = variant or settings.index_variant
     key = (engine.url.render_as_string(), ontology, variant)
     cached = _normalizers.get(key)
-    if cached is not None and content_tag(engine, ontology) == cached.content:
+    if cached is not None and cached.settings == settings and content_tag(engine, ontology) == cached.content:
         return cached
     _normalizers[key] = Normalizer(ontology, engine, settings, variant)
     return _normalizers[key]
 
 
 def content_tag(engine: Engine, ontology: str) -> tuple[str, str]:
-    """What a warm normalizer's answers depend on in the database: the release and the user synonyms."""
+    """What a warm normalizer's answers depend on in the database: the release's content fingerprint
+    and the user synonyms."""
     with engine.connect() as conn:
-        release = current_release(conn, ontology)
-    return release, user_synonyms_tag(engine, ontology)
+        fingerprint = current_fingerprint(conn, ontology)
+    return fingerprint, user_synonyms_tag(engine, ontology)
 
 
 def raw_normalizer(ontology: str, settings: Settings | None = None, variant: str | None = None) -> Normalizer:

@@ -1,18 +1,27 @@
 """The retrieval tier: a FAISS index over every label and synonym, for terms no string matches.
 
-One index per (ontology release, encoder model, variant), persisted under
-``ETLNORM_HOME/indexes``: built once (minutes on a CPU), loaded in seconds afterwards. A new
-release or another model gives another folder, so a stale index is never used.
+One index per (release content, encoder model, variant), persisted under
+``ETLNORM_HOME/indexes``: built once (minutes on a CPU), loaded in seconds afterwards. The folder
+is named by the release's content fingerprint and the encoder's weights fingerprint, so another
+file with the same data-version, or a model re-trained in place, never reuses a stale index.
+
+Builds are safe to race: one builder per folder holds an exclusive file lock, writes into a
+folder of its own and renames it into place; the others wait and find it built. A build killed
+midway leaves only its own temporary folder, removed by the next builder. A finished index whose
+vector count disagrees with its IDs is rebuilt with a warning.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import shutil
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -25,7 +34,8 @@ from etlnorm.cascade.answer import Answer, Candidate, WorkItem
 from etlnorm.cascade.chars import CharIndex, mix
 from etlnorm.cascade.encoder import Encoder
 from etlnorm.cascade.tier import ActsOn
-from etlnorm.ontology.store import current_release
+from etlnorm.errors import EtlnormError
+from etlnorm.ontology.store import current_fingerprint, current_release
 from etlnorm.ontology.user_synonyms import user_synonyms
 
 log = logging.getLogger(__name__)
@@ -72,10 +82,31 @@ class RetrievalIndex:
         return results
 
 
-def index_folder(home: Path, ontology: str, release: str, fingerprint: str, variant: str) -> Path:
-    """Where the index of a release, an encoder (its fingerprint) and a variant lives."""
-    safe_release = release.replace("/", "_").replace(":", "_")
-    return home / "indexes" / ontology / safe_release / f"{fingerprint}-{variant}"
+def index_folder(home: Path, ontology: str, content: str, fingerprint: str, variant: str) -> Path:
+    """Where the index of a release's content (its fingerprint), an encoder (its fingerprint) and a variant lives."""
+    safe = content.replace("/", "_").replace(":", "_")
+    return home / "indexes" / ontology / safe / f"{fingerprint}-{variant}"
+
+
+PARTIAL = ".partial-"  # a builder's own temporary folder: <folder name>.partial-<random>
+
+
+def is_built(folder: Path) -> bool:
+    """Every file of a finished index is there (``meta.json`` is written last, then the folder renamed)."""
+    return all((folder / name).is_file() for name in ("index.faiss", "ids.json", "strings.json", "meta.json"))
+
+
+@contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """One builder per index folder, across processes: an exclusive ``flock`` on ``<folder>.lock``,
+    released by the kernel when the holder exits, however it dies."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def release_strings(engine: Engine, ontology: str, variant: str) -> list[tuple[str, str]]:
@@ -106,29 +137,36 @@ def build_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, var
     elif variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}")
     with engine.connect() as conn:
-        release = current_release(conn, ontology)
-    folder = index_folder(home, ontology, release, encoder.fingerprint, variant)
-    if (folder / "meta.json").is_file():
+        release, content = current_release(conn, ontology), current_fingerprint(conn, ontology)
+    folder = index_folder(home, ontology, content, encoder.fingerprint, variant)
+    if is_built(folder):
         return folder, False
-    pairs = sorted(set(strings)) if strings is not None else release_strings(engine, ontology, variant)
-    start = time.perf_counter()
-    log.info("indexing %d strings of %s %s (%s) ...", len(pairs), ontology, release, variant)
-    vectors = encode_reusing(folder.parent, encoder, [s for _, s in pairs], progress)
-    index = faiss.IndexFlatIP(encoder.dim)
-    index.add(vectors)
-    # Write into a temporary folder and rename: a crash never leaves a half-written index behind.
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    faiss.write_index(index, str(partial / "index.faiss"))
-    (partial / "ids.json").write_text(json.dumps([i for i, _ in pairs]))
-    (partial / "strings.json").write_text(json.dumps([t for _, t in pairs]))
-    meta = {"ontology": ontology, "release": release, "variant": variant, "model": str(encoder.path),
-            "fingerprint": encoder.fingerprint, "strings": len(pairs),
-            "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
-    (partial / "meta.json").write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    with build_lock(folder):
+        if is_built(folder):  # another process built it while this one waited
+            return folder, False
+        for stale in folder.parent.glob(folder.name + PARTIAL + "*"):  # left by a builder that died
+            shutil.rmtree(stale, ignore_errors=True)
+        pairs = sorted(set(strings)) if strings is not None else release_strings(engine, ontology, variant)
+        start = time.perf_counter()
+        log.info("indexing %d strings of %s %s (%s) ...", len(pairs), ontology, release, variant)
+        vectors = encode_reusing(folder.parent, encoder, [s for _, s in pairs], progress)
+        index = faiss.IndexFlatIP(encoder.dim)
+        index.add(vectors)
+        meta = {"ontology": ontology, "release": release, "content": content, "variant": variant,
+                "model": str(encoder.path), "fingerprint": encoder.fingerprint, "strings": len(pairs),
+                "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+        partial = Path(tempfile.mkdtemp(prefix=folder.name + PARTIAL, dir=folder.parent))
+        try:
+            faiss.write_index(index, str(partial / "index.faiss"))
+            (partial / "ids.json").write_text(json.dumps([i for i, _ in pairs]))
+            (partial / "strings.json").write_text(json.dumps([t for _, t in pairs]))
+            (partial / "meta.json").write_text(json.dumps(meta, indent=2))
+        except (OSError, RuntimeError) as exc:  # faiss reports a failed write as RuntimeError
+            shutil.rmtree(partial, ignore_errors=True)
+            raise EtlnormError(f"cannot write the {ontology} index under {folder.parent} (disk full, or no "
+                               f"permission?): {str(exc).strip().splitlines()[-1]}") from exc  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)  # a bad index being replaced
+        partial.rename(folder)
     log.debug("index for %s %s built in %.1f s: %s", ontology, release, meta["seconds"], folder)
     return folder, True
 
@@ -140,7 +178,7 @@ def encode_reusing(release_folder: Path, encoder: Encoder, texts: list[str], pro
     vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     missing = dict.fromkeys(range(len(texts)))
     for sibling in sorted(release_folder.glob(f"{encoder.fingerprint}-*")):
-        if not missing or not (sibling / "meta.json").is_file() or not (sibling / "strings.json").is_file():
+        if not missing or PARTIAL in sibling.name or not is_built(sibling):
             continue
         rows = {t: r for r, t in enumerate(json.loads((sibling / "strings.json").read_text()))}
         found = [(i, rows[texts[i]]) for i in missing if texts[i] in rows]
@@ -157,14 +195,36 @@ def encode_reusing(release_folder: Path, encoder: Encoder, texts: list[str], pro
     return vectors
 
 
+def read_built(folder: Path) -> tuple[faiss.Index, list[str]] | None:
+    """The index and its IDs, or None (with a warning) when the files are unreadable or disagree."""
+    try:
+        ids = json.loads((folder / "ids.json").read_text())
+        index = faiss.read_index(str(folder / "index.faiss"))
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.warning("index %s is unreadable (%s): rebuilding it", folder, exc)
+        return None
+    if index.ntotal != len(ids):
+        log.warning("index %s holds %d vectors for %d IDs: rebuilding it", folder, index.ntotal, len(ids))
+        return None
+    return index, ids
+
+
 def load_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, variant: str = "all",
                strings: View | None = None) -> RetrievalIndex:  # fmt: skip
     """The persisted index, built first if missing, plus the user's synonyms (encoded here: only
     their own strings, so adding a synonym file never rebuilds the release's index). A view
     (``strings``) holds exactly its strings."""
     folder, _ = build_index(engine, ontology, encoder, home, variant, strings=strings)
-    ids = json.loads((folder / "ids.json").read_text())
-    index = faiss.read_index(str(folder / "index.faiss"))
+    found = read_built(folder)
+    if found is None:
+        with build_lock(folder):
+            if read_built(folder) is None:
+                shutil.rmtree(folder, ignore_errors=True)
+        folder, _ = build_index(engine, ontology, encoder, home, variant, strings=strings)
+        found = read_built(folder)
+        if found is None:
+            raise RuntimeError(f"index {folder} is unreadable right after its build")
+    index, ids = found
     added = user_synonyms(engine, ontology) if strings is None else []
     if added:
         index.add(encoder.encode([s.text for s in added]))

@@ -25,6 +25,9 @@ _GREEK_RE = re.compile("|".join(GREEK))
 # Everything that is not a letter or digit separates words (dashes, slashes, quotes, commas ...).
 _SEPARATORS = re.compile(r"[\W_]+", re.UNICODE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Invisible format characters (soft hyphen, zero-width spaces and joiners, bidi controls, BOM) and
+# lone surrogates: removed, so "TP\u200b53" is TP53 and "seiz\u00adure" is seizure.
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]")
 # Words whose final "s" is not a plural ending.
 _KEEP_S = ("ss", "us", "is")
 
@@ -47,8 +50,9 @@ def singular(word: str) -> str:
 
 
 def clean(text: str) -> str:
-    """NFKC, control characters removed, truncated: the common first step of both keys."""
-    text = unicodedata.normalize("NFKC", text[:MAX_KEY_CHARS])
+    """Truncated, invisible characters dropped, NFKC, control characters to spaces: the common first
+    step of both keys."""
+    text = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text[:MAX_KEY_CHARS]))
     return _CONTROL.sub(" ", text).strip()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from functools import cache
 from importlib import resources
@@ -79,32 +80,70 @@ def raw(conn: Connection) -> psycopg.Connection:
 
 
 def sql_files() -> list[str]:
-    """Names of the DDL files shipped in ``etlnorm/sql``, in the order they apply."""
+    """Names of the DDL files shipped in ``etlnorm/sql``, in the order they apply (``NNN_name.sql``)."""
     folder = resources.files("etlnorm") / "sql"
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
 
 
-def init_db(engine: Engine) -> list[str]:
-    """Apply every DDL file; each is idempotent, so running this twice is harmless."""
+def _shipped() -> list[tuple[int, str, str]]:
+    """(version, file name, sha256 of its text) of every shipped migration."""
     folder = resources.files("etlnorm") / "sql"
-    applied = []
+    return [(int(name.split("_", 1)[0]), name, hashlib.sha256((folder / name).read_bytes()).hexdigest())
+            for name in sql_files()]  # fmt: skip
+
+
+def _recorded(conn: Connection) -> dict[int, str] | None:
+    """The applied migrations' checksums by version; None when the database predates versioning."""
+    exists = conn.execute(text("SELECT to_regclass('etlnorm.schema_version') IS NOT NULL")).scalar()
+    if not exists:
+        return None
+    return dict(conn.execute(text("SELECT version, checksum FROM etlnorm.schema_version")).all())
+
+
+def pending_migrations(conn: Connection) -> list[str]:
+    """The migrations to apply: from the first one missing or changed, every file after it too.
+
+    Every file is idempotent (``IF NOT EXISTS``, ``CREATE OR REPLACE``), so a database made before
+    versioning (no ``etlnorm.schema_version``) gets them all, its data kept; re-applying a changed
+    file re-applies the later ones, which may replace what it defines."""
+    recorded = _recorded(conn) or {}
+    for position, (version, _, checksum) in enumerate(shipped := _shipped()):
+        if recorded.get(version) != checksum:
+            return [name for _, name, _ in shipped[position:]]
+    return []
+
+
+def init_db(engine: Engine) -> list[str]:
+    """Bring the schema up to date in one transaction; returns the migrations applied (none when current)."""
+    folder = resources.files("etlnorm") / "sql"
+    checksums = {name: (version, checksum) for version, name, checksum in _shipped()}
     with engine.begin() as conn:
         # One initializer at a time: concurrent CREATE ... IF NOT EXISTS can still collide.
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('etlnorm.init_db'))"))
-        for name in sql_files():
+        conn.execute(text("CREATE SCHEMA IF NOT EXISTS etlnorm"))
+        conn.execute(text("CREATE TABLE IF NOT EXISTS etlnorm.schema_version (version integer PRIMARY KEY,"
+                          " name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"))  # fmt: skip
+        applied = pending_migrations(conn)
+        for name in applied:
             raw(conn).execute((folder / name).read_text(encoding="utf-8"))
-            applied.append(name)
-    log.debug("schema %s ready (%s)", SCHEMA, ", ".join(applied))
+            version, checksum = checksums[name]
+            conn.execute(text("INSERT INTO etlnorm.schema_version (version, name, checksum) VALUES (:v, :n, :c)"
+                              " ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum,"
+                              " applied_at = now()"), {"v": version, "n": name, "c": checksum})  # fmt: skip
+    log.debug("schema %s: %s", SCHEMA, ", ".join(applied) if applied else "up to date")
     return applied
 
 
 def ready_engine(settings: Settings | None = None) -> Engine:
-    """An engine whose database has the etlnorm schema (applied on first use)."""
+    """An engine whose database has the etlnorm schema at this version (upgraded on first use)."""
     engine = get_engine(settings)
-    with engine.connect() as conn:
-        # The newest object of the DDL: a database made by an older etlnorm gets the new parts too.
-        found = conn.execute(text("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = "
-                                  "'etlnorm' AND table_name = 'mapping' AND column_name = 'candidates')")).scalar()  # fmt: skip
-    if not found:
-        init_db(engine)
+    if engine.url not in _current:
+        with engine.connect() as conn:
+            behind = bool(pending_migrations(conn))
+        if behind:
+            init_db(engine)
+        _current.add(engine.url)  # checked once per database and process
     return engine
+
+
+_current: set[object] = set()

@@ -48,9 +48,9 @@ from etlnorm.finetune.data import read_frame
 from etlnorm.finetune.paperdata import SPLITS
 from etlnorm.finetune.predict import constrained_answers, exact_match, free_answers
 from etlnorm.finetune.train import METADATA_FILE
-from etlnorm.llm.constrain import loaded_release, trie_for
+from etlnorm.llm.constrain import trie_for
 from etlnorm.llm.model import LanguageModel, load_model
-from etlnorm.ontology.store import resolve_gold
+from etlnorm.ontology.store import loaded_release, resolve_gold
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,8 @@ def run_experiment(
     variant = variant or settings.index_variant
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    release = loaded_release(engine, ontology)
+    loaded = loaded_release(engine, ontology)
+    release = loaded.release
     splits = [_split(engine, ontology, name, balanced_subset(read_frame(path, ontology), limit))
               for name, path in zip(SPLITS, (train, withheld), strict=True)]  # fmt: skip
     timings: dict[str, float] = {}
@@ -246,6 +247,7 @@ def run_experiment(
         "ontology": ontology,
         "task": task or ontology,
         "release": release,
+        "content": loaded.fingerprint,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "base_model": base_lm.key,
         "device": base_lm.device.type,

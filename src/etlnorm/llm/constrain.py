@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from transformers import LogitsProcessor
 
 from etlnorm.llm.prompts import render
-from etlnorm.ontology.store import current_terms
+from etlnorm.ontology.store import current_fingerprint, current_terms
 
 log = logging.getLogger(__name__)
 
@@ -99,20 +99,15 @@ _TRIES: dict[tuple[str, str, str], IdTrie] = {}
 _TRIE_LOCK = threading.Lock()
 
 
-def loaded_release(engine: Engine, ontology: str) -> str:
-    """The release string of the loaded ontology (cache key of everything built from its IDs)."""
+def loaded_content(engine: Engine, ontology: str) -> str:
+    """The content fingerprint of the loaded ontology (cache key of everything built from its IDs)."""
     with engine.connect() as conn:
-        release = conn.execute(
-            text("SELECT release FROM etlnorm.ontology WHERE name = :n"), {"n": ontology}
-        ).scalar()
-    if release is None:
-        current_terms(engine, ontology)  # raises the store's clear error
-    return str(release)
+        return current_fingerprint(conn, ontology)
 
 
 def trie_for(lm: Any, engine: Engine, ontology: str) -> IdTrie:
-    """The trie of the current IDs of ``ontology``, built once per (model, ontology, release)."""
-    key = (lm.key, ontology, loaded_release(engine, ontology))
+    """The trie of the current IDs of ``ontology``, built once per (model, ontology, release content)."""
+    key = (lm.key, ontology, loaded_content(engine, ontology))
     with _TRIE_LOCK:
         trie = _TRIES.get(key)
         if trie is None:

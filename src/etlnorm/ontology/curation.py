@@ -61,10 +61,20 @@ def curate(engine: Engine, ontology: str, term: str, decision: str, ident: str |
         raise OntologyError(message.removeprefix("etlnorm: ")) from exc
 
 
+def storable(term: str) -> bool:
+    """Whether ``term`` is text PostgreSQL can hold (UTF-8 encodable: no lone surrogates)."""
+    try:
+        term.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def curations(engine: Engine, ontology: str, terms: Collection[str]) -> dict[str, Curated]:
     """The standing curation of each of ``terms`` that has one, in two set-based queries."""
-    # A curated term is a text value of at most MAX_TERM_CHARS: others (NUL bytes, huge) have none.
-    wanted = sorted({t for t in terms if t and "\x00" not in t and len(t) <= MAX_TERM_CHARS})
+    # A curated term is a text value of at most MAX_TERM_CHARS: others (NUL bytes, lone surrogates,
+    # huge) cannot be stored in PostgreSQL, so they have none.
+    wanted = sorted({t for t in terms if t and "\x00" not in t and len(t) <= MAX_TERM_CHARS and storable(t)})
     if not wanted:
         return {}
     with engine.connect() as conn:

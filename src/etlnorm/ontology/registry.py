@@ -76,14 +76,18 @@ def spec_for(name: str) -> OntologySpec:
         raise OntologyError(f"unknown ontology {name!r}; known: {', '.join(ONTOLOGIES)}") from None
 
 
-def fetch_source(spec: OntologySpec, source: str | None, cache: Path, timeout: float) -> Fetched:
-    """Resolve a source: a path, a URL, ``pinned``, or None (official URL, else the pinned copy)."""
+def fetch_source(spec: OntologySpec, source: str | None, cache: Path, timeout: float,
+                 fallback: bool = True, official: str | None = None) -> Fetched:  # fmt: skip
+    """Resolve a source: a path, a URL, ``pinned``, or None (``official``, default the official URL,
+    else, with ``fallback``, the pinned copy)."""
     if source == "pinned":
         return fetch_pinned(spec.pinned, cache)
     if source is None:
         try:
-            return fetch_url(spec.official_url, cache / "downloads", timeout)
+            return fetch_url(official or spec.official_url, cache / "downloads", timeout)
         except OntologyError as exc:
+            if not fallback:
+                raise
             log.warning("%s; falling back to the %s", exc, spec.pinned.label)
             return fetch_pinned(spec.pinned, cache)
     if is_url(source):
@@ -91,8 +95,9 @@ def fetch_source(spec: OntologySpec, source: str | None, cache: Path, timeout: f
     return fetch_local(source)
 
 
-def read_release(name: str, source: str | None, cache: Path, timeout: float = 30.0) -> Release:
-    """Fetch and parse one release of ontology ``name``."""
+def read_release(name: str, source: str | None, cache: Path, timeout: float = 30.0,
+                 fallback: bool = True, official: str | None = None) -> Release:  # fmt: skip
+    """Fetch and parse one release of ontology ``name`` (``fallback``, ``official``: see ``fetch_source``)."""
     spec = spec_for(name)
-    fetched = fetch_source(spec, source, cache / name, timeout)
+    fetched = fetch_source(spec, source, cache / name, timeout, fallback, official)
     return spec.parse(fetched)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import psycopg
 from sqlalchemy import Connection, Engine, text
@@ -32,25 +33,46 @@ class LoadedOntology:
     n_obsolete: int
     n_synonyms: int
     n_alt_ids: int
+    fingerprint: str | None = None  # content hash of terms, synonyms and alt IDs: what machines key by
 
 
-def save_release(engine: Engine, release: Release, allow_shrink: bool = False) -> LoadedOntology:
+def release_date(label: str) -> date | None:
+    """The date a release label carries (``hp/releases/2025-01-16``, ``releases/2021-12-15``), if any."""
+    found = re.search(r"(\d{4})-(\d{2})-(\d{2})", label)
+    try:
+        return date(*map(int, found.groups())) if found else None
+    except ValueError:
+        return None
+
+
+def is_downgrade(old: str, new: str) -> bool:
+    """Whether ``new`` is dated before ``old`` (labels without a date cannot be ordered: never)."""
+    before, after = release_date(old), release_date(new)
+    return before is not None and after is not None and after < before
+
+
+def save_release(engine: Engine, release: Release, allow_shrink: bool = False,
+                 allow_downgrade: bool = False) -> LoadedOntology:  # fmt: skip
     """Replace the stored release of ``release.name`` in one transaction.
 
-    Any failure (a constraint, a lost connection, a suspicious shrink) rolls back and leaves
-    the previous release as it was.
+    Any failure (a constraint, a lost connection, a suspicious shrink, an older release over a
+    newer one) rolls back and leaves the previous release as it was.
     """
     try:
         with engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('etlnorm.ontology:' || :n))"),
                          {"n": release.name})  # fmt: skip
-            previous = conn.execute(
-                text("SELECT n_terms FROM etlnorm.ontology WHERE name = :n"), {"n": release.name}
-            ).scalar()
-            if previous and not allow_shrink and len(release.terms) < MAX_SHRINK * previous:
+            previous = conn.execute(text("SELECT n_terms, release FROM etlnorm.ontology WHERE name = :n"),
+                                    {"n": release.name}).first()  # fmt: skip
+            if previous and not allow_shrink and len(release.terms) < MAX_SHRINK * previous[0]:
                 raise OntologyError(
-                    f"refusing to replace {release.name} ({previous} terms) with a release of "
+                    f"refusing to replace {release.name} ({previous[0]} terms) with a release of "
                     f"{len(release.terms)} terms: the file looks truncated (pass --allow-shrink if it is not)"
+                )
+            if previous and not allow_downgrade and is_downgrade(previous[1], release.release):
+                raise OntologyError(
+                    f"refusing to replace {release.name} release {previous[1]} with the older {release.release} "
+                    "(pass --allow-downgrade to load it anyway)"
                 )
             # Children first, in bulk: cheaper than row-by-row cascades from the ontology row.
             for statement in _DELETE_CHILDREN:
@@ -66,6 +88,8 @@ def save_release(engine: Engine, release: Release, allow_shrink: bool = False) -
                      a=len(release.alt_ids)),  # fmt: skip
             )
             _copy_rows(conn, release)
+            conn.execute(text("UPDATE etlnorm.ontology SET fingerprint = etlnorm.content_fingerprint(:n) WHERE name = :n"),
+                         {"n": release.name})  # fmt: skip
     except (DBAPIError, psycopg.Error) as exc:
         orig = getattr(exc, "orig", None) or exc
         reason = str(orig).strip().splitlines()[0]
@@ -95,7 +119,8 @@ def _copy_rows(conn: Connection, release: Release) -> None:
 
 def list_ontologies(engine: Engine, name: str | None = None) -> list[LoadedOntology]:
     """Loaded releases, optionally just one."""
-    query = "SELECT name, release, source, loaded_at, n_terms, n_obsolete, n_synonyms, n_alt_ids FROM etlnorm.ontology"
+    query = ("SELECT name, release, source, loaded_at, n_terms, n_obsolete, n_synonyms, n_alt_ids, fingerprint"
+             " FROM etlnorm.ontology")  # fmt: skip
     with engine.connect() as conn:
         if name is None:
             rows = conn.execute(text(query + " ORDER BY name")).all()
@@ -112,6 +137,21 @@ def current_release(conn: Connection, name: str) -> str:
             raise OntologyError(f"unknown ontology {name!r}; known: {', '.join(ONTOLOGIES)}")
         raise OntologyError(f"ontology {name} is not loaded: run `etlnorm ontology load {name}`")
     return release
+
+
+def loaded_release(engine: Engine, name: str) -> LoadedOntology:
+    """The loaded release of ``name`` (label, content fingerprint, counts); a clear error if it was never loaded."""
+    found = list_ontologies(engine, name)
+    if not found:
+        with engine.connect() as conn:
+            current_release(conn, name)  # raises the clear error
+    return found[0]
+
+
+def current_fingerprint(conn: Connection, name: str) -> str:
+    """The content fingerprint of the loaded release of ``name`` (cache key of everything derived from it)."""
+    current_release(conn, name)  # the clear error when it is not loaded
+    return str(conn.execute(text("SELECT fingerprint FROM etlnorm.ontology WHERE name = :n"), {"n": name}).scalar())
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from etlnorm import __version__
 from etlnorm.db.engine import raw
 from etlnorm.errors import EtlnormError
 from etlnorm.ontology.registry import spec_for
-from etlnorm.ontology.store import current_release
+from etlnorm.ontology.store import current_fingerprint, current_release
 from etlnorm.warehouse.catalog import find_table, require_text_column
 
 NO_TERM = "sssom:NoTermFound"
@@ -49,12 +49,12 @@ PREFIXES = {
 
 def cached_mappings(engine: Engine, ontology: str, table: str | None = None, column: str | None = None
                     ) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
-    """(release, cached answers of the current release), all of them or those of the distinct terms
+    """(release, cached answers computed on the current release's content), all of them or those of the distinct terms
     of ``table.column`` (looked up in the catalog, quoted)."""
     if (table is None) != (column is None):
         raise EtlnormError("give --table and --column together, or neither")
     with engine.connect() as conn:
-        release = current_release(conn, ontology)
+        release, content = current_release(conn, ontology), current_fingerprint(conn, ontology)
         scope = sql.SQL("")
         if table is not None:
             found = find_table(conn, table)
@@ -70,13 +70,13 @@ def cached_mappings(engine: Engine, ontology: str, table: str | None = None, col
             "   FROM etlnorm.curated k LEFT JOIN etlnorm.term l ON l.ontology = k.ontology AND l.id = k.id"
             "   WHERE k.ontology = %(o)s),"
             " auto AS (SELECT m.term, m.id, m.label, m.confidence, m.method, m.model, m.created_at"
-            "   FROM etlnorm.mapping m WHERE m.ontology = %(o)s AND m.release = %(r)s AND m.method <> 'empty'"
+            "   FROM etlnorm.mapping m WHERE m.ontology = %(o)s AND m.fingerprint = %(fp)s AND m.method <> 'empty'"
             "   AND NOT EXISTS (SELECT 1 FROM cur WHERE cur.term = m.term))"
             " SELECT u.term, u.id, u.label, u.confidence, u.method, u.model, u.created_at::date AS created_at,"
             "   t.accession FROM (SELECT * FROM cur UNION ALL SELECT * FROM auto) u"
             " LEFT JOIN etlnorm.term t ON t.ontology = %(o)s AND t.id = u.id{scope} ORDER BY u.term"
         ).format(scope=scope)
-        cursor = raw(conn).execute(query, {"o": ontology, "r": release})
+        cursor = raw(conn).execute(query, {"o": ontology, "fp": content})
         names = [d.name for d in cursor.description]
         return release, [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 

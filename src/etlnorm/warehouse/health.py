@@ -10,7 +10,7 @@ from pathlib import Path
 from etlnorm.cascade.calibration import calibration_folder, load_calibration
 from etlnorm.cascade.encoder import fingerprint, model_path
 from etlnorm.cascade.normalizer import LLM_TIERS, Normalizer
-from etlnorm.cascade.retrieval import index_folder
+from etlnorm.cascade.retrieval import index_folder, is_built
 from etlnorm.config import Settings, config_file, load_settings
 from etlnorm.db.engine import get_engine, masked_database
 from etlnorm.errors import EtlnormError
@@ -92,8 +92,8 @@ def _prepared(normalizer: Normalizer) -> list[Check]:
             stamp = fingerprint(model_path(settings.encoder_for(name)))
         except EtlnormError:
             return checks  # the encoder check says why
-        folder = index_folder(settings.home_dir, name, normalizer.release, stamp, normalizer.variant)
-        built = (folder / "meta.json").is_file()
+        folder = index_folder(settings.home_dir, name, normalizer.fingerprint, stamp, normalizer.variant)
+        built = is_built(folder)
         checks.append(Check(f"index {name}", OK if built else LATER,
                             str(folder) if built else f"etlnorm index build --ontology {name}"))  # fmt: skip
     found = load_calibration(calibration_folder(settings), name, normalizer.release, normalizer.calibration_key())

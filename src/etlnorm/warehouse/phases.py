@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from etlnorm.cascade.answer import Answer
-from etlnorm.cascade.normalizer import Normalizer, get_normalizer
+from etlnorm.cascade.normalizer import LEXICAL_METHODS, Normalizer, get_normalizer
 from etlnorm.cascade.textnorm import clean, word_key
 from etlnorm.config import Settings
 from etlnorm.db.engine import raw, ready_engine
@@ -53,6 +53,11 @@ class RunLockedError(EtlnormError):
     """Another run holds the same table/column."""
 
 
+class LockLostError(EtlnormError):
+    """The session holding the run's lock ended (database restart, terminated backend): the run stops
+    before its next write, since another run may now hold the target."""
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """Everything decided before the work starts; passed to every phase."""
@@ -63,7 +68,9 @@ class RunPlan:
     key: str
     prefix: str
     ontology: str
-    release: str
+    release: str  # the label, for people
+    fingerprint: str  # the release's content: cached answers are reused under this one only
+    producer: str  # and under this configuration (Normalizer.producer)
     force: bool
     settings: Settings
 
@@ -73,6 +80,7 @@ class RunPlan:
 
     @property
     def lock_key(self) -> str:
+        """The target, as the run record names it too: table, column and output prefix."""
         return f"etlnorm.run:{self.table.qualified}:{self.column}:{self.prefix}"
 
     def ident(self, part: str) -> sql.Identifier:
@@ -92,12 +100,15 @@ def plan_run(settings: Settings, table: str, column: str, ontology: str, key: st
         release = current_release(conn, ontology)
     prefix = prefix or f"{column}_{ontology}"
     check_output_columns(found, prefix)
-    return RunPlan(uuid.uuid4(), found, column, key_column(found, key), prefix, ontology, release, force, settings)
+    normalizer = get_normalizer(ontology, settings=settings)  # nothing heavy is loaded yet
+    return RunPlan(uuid.uuid4(), found, column, key_column(found, key), prefix, ontology, release,
+                   normalizer.fingerprint, normalizer.producer(), force, settings)  # fmt: skip
 
 
 @contextmanager
-def run_lock(plan: RunPlan, wait: bool = False) -> Iterator[None]:
-    """One run per table/column at a time: a session advisory lock held for the whole run."""
+def run_lock(plan: RunPlan, wait: bool = False) -> Iterator[int]:
+    """One run per target at a time: a session advisory lock held for the whole run; yields the
+    holding backend's pid, which the run record keeps and every write checks (``require_lock``)."""
     with plan.engine().connect() as conn:
         params = {"k": plan.lock_key}
         if wait:
@@ -107,9 +118,10 @@ def run_lock(plan: RunPlan, wait: bool = False) -> Iterator[None]:
                 f"another etlnorm run on {plan.table.qualified}.{plan.column} is in progress; "
                 "wait for it (or pass --wait)"
             )
+        pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
         conn.commit()
         try:
-            yield
+            yield pid
         finally:
             try:
                 conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), params)
@@ -123,7 +135,24 @@ def run_lock(plan: RunPlan, wait: bool = False) -> Iterator[None]:
                             plan.column)  # fmt: skip
 
 
-def prepare_table(plan: RunPlan) -> None:
+LOCK_HELD = (
+    "SELECT EXISTS (SELECT 1 FROM etlnorm.run r JOIN pg_locks l ON l.pid = r.lock_pid WHERE r.run_id = %(run)s"
+    " AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    " AND l.objid = (hashtext(%(k)s)::bigint & 4294967295)::text::oid)"
+)
+
+
+def require_lock(cur: psycopg.Cursor, plan: RunPlan) -> None:
+    """Raise ``LockLostError`` unless the run's lock session still holds its lock: called in every
+    write transaction of a run, in whichever process it runs, so nothing is written after a loss."""
+    if not cur.execute(LOCK_HELD, {"run": plan.run_id, "k": plan.lock_key}).fetchone()[0]:  # type: ignore[index]
+        raise LockLostError(
+            f"run {plan.run_id} on {plan.table.qualified}.{plan.column} lost its lock (the session holding it "
+            "ended: a database restart or a terminated backend); stopped before writing. Rerun to resume."
+        )
+
+
+def prepare_table(plan: RunPlan, lock_pid: int) -> None:
     """Add the output columns that are missing (one statement) and record the run as started.
 
     ALTER TABLE takes an ACCESS EXCLUSIVE lock, even with IF NOT EXISTS and nothing to add, and
@@ -142,20 +171,65 @@ def prepare_table(plan: RunPlan) -> None:
             except psycopg.errors.LockNotAvailable as exc:
                 raise TableError(f"could not lock {plan.table.qualified} within {plan.settings.lock_timeout:g} s to "
                                  "add its output columns: another session holds it; retry, or raise lock_timeout") from exc  # fmt: skip
-        start_run(conn, plan.run_id, plan.table.qualified, plan.column, plan.ontology, plan.release, plan.prefix)
+        start_run(conn, plan.run_id, plan.table.qualified, plan.column, plan.ontology, plan.release, plan.prefix,
+                  lock_pid)  # fmt: skip
+
+
+def _distinct_terms(plan: RunPlan) -> sql.Composed:
+    col = sql.Identifier(plan.column)
+    return sql.SQL("SELECT DISTINCT t.{col} AS term FROM {tbl} t WHERE t.{col} IS NOT NULL AND btrim(t.{col}) <> ''"
+                   ).format(col=col, tbl=plan.table.ident)  # fmt: skip
+
+
+def carry_over(plan: RunPlan) -> int:
+    """Keep the cached answers a new release leaves as they were, so only what it could change is
+    recomputed; returns how many were kept.
+
+    The rule: a cached answer of this table's terms made under the same producer but other release
+    content is kept only if it is an exact match (label or synonym) whose ID is still current and
+    which the new release's lexicon still gives, alone (the route starts with the lexical tier, so
+    the cascade would answer the same). Everything else made under other content is recomputed:
+    retrieval, fuzzy, LLM answers and abstentions (the new strings may hold a better candidate),
+    obsolete IDs, and matches the new lexicon no longer gives or makes ambiguous."""
+    if plan.force or plan.settings.routing.get(plan.ontology, ["lexical"])[:1] != ["lexical"]:
+        return 0
+    query = sql.SQL(
+        "SELECT m.term, m.id FROM ({distinct}) d JOIN etlnorm.mapping m ON m.ontology = %(o)s"
+        " AND m.term_md5 = md5(d.term)::uuid JOIN etlnorm.term t ON t.ontology = m.ontology AND t.id = m.id"
+        " WHERE m.producer = %(p)s AND m.fingerprint IS DISTINCT FROM %(fp)s AND m.method = ANY(%(lexical)s)"
+        " AND NOT t.obsolete"
+    ).format(distinct=_distinct_terms(plan))
+    params = {"o": plan.ontology, "p": plan.producer, "fp": plan.fingerprint, "lexical": list(LEXICAL_METHODS)}
+    with plan.engine().connect() as conn:
+        rows = raw(conn).execute(query, params).fetchall()
+    if not rows:
+        return 0
+    normalizer = get_normalizer(plan.ontology, settings=plan.settings)
+    kept = [term for (term, cached), now in zip(rows, normalizer.lexical_ids([r[0] for r in rows]), strict=True)
+            if now == cached]  # fmt: skip
+    with plan.engine().begin() as conn:
+        cur = raw(conn).cursor()
+        require_lock(cur, plan)
+        cur.execute("UPDATE etlnorm.mapping m SET fingerprint = %(fp)s, release = %(r)s, label = t.label,"
+                    " run_id = %(run)s FROM etlnorm.term t WHERE m.ontology = %(o)s AND m.term_md5 = ANY("
+                    "SELECT md5(x)::uuid FROM unnest(%(terms)s::text[]) x) AND t.ontology = m.ontology AND t.id = m.id",
+                    {**params, "r": plan.release, "run": plan.run_id, "terms": kept})  # fmt: skip
+    log.info("%s: %d cached exact matches kept across the release change, %d to recompute", plan.ontology,
+             len(kept), len(rows) - len(kept))  # fmt: skip
+    return len(kept)
 
 
 def pending_terms(plan: RunPlan) -> tuple[list[str], int]:
-    """(distinct terms without a current cached mapping, number of distinct non-empty terms)."""
-    col = sql.Identifier(plan.column)
+    """(distinct terms without a cached mapping of this content and producer, number of distinct
+    non-empty terms)."""
     # force: every term is pending, cached or not ("recompute cached mappings too").
     query = sql.SQL(
-        "SELECT d.term, m.term_md5 IS NULL OR %(force)s FROM (SELECT DISTINCT t.{col} AS term FROM {tbl} t"
-        " WHERE t.{col} IS NOT NULL AND btrim(t.{col}) <> '') d"
-        " LEFT JOIN etlnorm.mapping m ON m.ontology = %(o)s AND m.term_md5 = md5(d.term)::uuid AND m.release = %(r)s"
-    ).format(col=col, tbl=plan.table.ident)
+        "SELECT d.term, m.term_md5 IS NULL OR %(force)s FROM ({distinct}) d LEFT JOIN etlnorm.mapping m"
+        " ON m.ontology = %(o)s AND m.term_md5 = md5(d.term)::uuid AND m.fingerprint = %(fp)s AND m.producer = %(p)s"
+    ).format(distinct=_distinct_terms(plan))
+    params = {"o": plan.ontology, "fp": plan.fingerprint, "p": plan.producer, "force": plan.force}
     with plan.engine().connect() as conn:
-        rows = raw(conn).execute(query, {"o": plan.ontology, "r": plan.release, "force": plan.force}).fetchall()
+        rows = raw(conn).execute(query, params).fetchall()
     return [term for term, missing in rows if missing], len(rows)
 
 
@@ -194,6 +268,7 @@ def cache_answers(plan: RunPlan, normalizer: Normalizer, terms: Sequence[str], a
     model, adapter = normalizer.provenance()
     with plan.engine().begin() as conn:
         cur = raw(conn).cursor()
+        require_lock(cur, plan)
         cur.execute("CREATE TEMP TABLE etlnorm_batch (term text, norm_term text, id text, label text,"
                     " confidence real, method text, candidates jsonb) ON COMMIT DROP")  # fmt: skip
         with cur.copy("COPY etlnorm_batch FROM STDIN") as copy:
@@ -201,15 +276,17 @@ def cache_answers(plan: RunPlan, normalizer: Normalizer, terms: Sequence[str], a
                 confidence = None if a.method == "empty" else a.confidence
                 copy.write_row((term, normalizer.key(term), a.id, a.label, confidence, a.method, a.candidates_json()))
         cur.execute(
-            "INSERT INTO etlnorm.mapping AS m (ontology, term_md5, term, norm_term, release, id, label, confidence,"
-            " method, model, adapter, run_id, candidates)"
-            " SELECT %(o)s, md5(term)::uuid, term, norm_term, %(r)s, id, label, confidence, method, %(model)s,"
-            " %(adapter)s, %(run)s, candidates FROM etlnorm_batch"
+            "INSERT INTO etlnorm.mapping AS m (ontology, term_md5, term, norm_term, release, fingerprint, producer, id,"
+            " label, confidence, method, model, adapter, run_id, candidates)"
+            " SELECT %(o)s, md5(term)::uuid, term, norm_term, %(r)s, %(fp)s, %(p)s, id, label, confidence, method,"
+            " %(model)s, %(adapter)s, %(run)s, candidates FROM etlnorm_batch"
             " ON CONFLICT (ontology, term_md5) DO UPDATE SET norm_term = EXCLUDED.norm_term,"
-            " release = EXCLUDED.release, id = EXCLUDED.id, label = EXCLUDED.label,"
+            " release = EXCLUDED.release, fingerprint = EXCLUDED.fingerprint, producer = EXCLUDED.producer,"
+            " id = EXCLUDED.id, label = EXCLUDED.label,"
             " confidence = EXCLUDED.confidence, method = EXCLUDED.method, model = EXCLUDED.model,"
             " adapter = EXCLUDED.adapter, run_id = EXCLUDED.run_id, candidates = EXCLUDED.candidates, created_at = now()",
-            {"o": plan.ontology, "r": plan.release, "model": model, "adapter": adapter, "run": plan.run_id},
+            {"o": plan.ontology, "r": plan.release, "fp": normalizer.fingerprint, "p": normalizer.producer(),
+             "model": model, "adapter": adapter, "run": plan.run_id},
         )
         return cur.rowcount
 
@@ -255,6 +332,7 @@ def update_range(plan: RunPlan, low: Any, high: Any) -> int:
     params = {"o": plan.ontology, "lo": low, "hi": high}
     with plan.engine().begin() as conn:
         cur = raw(conn).cursor()
+        require_lock(cur, plan)
         cur.execute(from_cache, params)
         updated = cur.rowcount
         cur.execute(empties, params)

@@ -19,6 +19,7 @@ class RunStats:
     distinct_terms: int = 0
     new_terms: int = 0
     cache_hits: int = 0
+    carried_over: int = 0  # of the cache hits, answers of another release content kept (phases.carry_over)
     methods: dict[str, int] = field(default_factory=dict)
     mapped_rows: int = 0
     mean_confidence: float | None = None
@@ -26,17 +27,18 @@ class RunStats:
 
 
 def start_run(conn: Connection, run_id: UUID, table: str, column: str, ontology: str, release: str,
-              prefix: str) -> None:  # fmt: skip
-    """Record the run; earlier 'running' runs of the same target died (the caller holds its lock)."""
+              prefix: str, lock_pid: int | None = None) -> None:  # fmt: skip
+    """Record the run; earlier 'running' runs of the same target (table, column, output prefix: what
+    the run's lock names) died, since the caller holds that lock."""
     conn.execute(
         text("UPDATE etlnorm.run SET status = 'interrupted', finished_at = now() WHERE status = 'running'"
-             " AND table_name = :t AND column_name = :c AND ontology = :o"),
-        {"t": table, "c": column, "o": ontology},
+             " AND table_name = :t AND column_name = :c AND prefix = :p"),
+        {"t": table, "c": column, "p": prefix},
     )  # fmt: skip
     conn.execute(
-        text("INSERT INTO etlnorm.run (run_id, table_name, column_name, ontology, release, prefix, status)"
-             " VALUES (:r, :t, :c, :o, :rel, :p, 'running')"),
-        {"r": run_id, "t": table, "c": column, "o": ontology, "rel": release, "p": prefix},
+        text("INSERT INTO etlnorm.run (run_id, table_name, column_name, ontology, release, prefix, status, lock_pid)"
+             " VALUES (:r, :t, :c, :o, :rel, :p, 'running', :pid)"),
+        {"r": run_id, "t": table, "c": column, "o": ontology, "rel": release, "p": prefix, "pid": lock_pid},
     )  # fmt: skip
 
 
@@ -49,7 +51,7 @@ def finish_run(engine: Engine, run_id: UUID, stats: RunStats, error: str | None 
             text(
                 "UPDATE etlnorm.run SET status = :status, finished_at = now(), rows_seen = :rows_seen,"
                 " rows_updated = :rows_updated, distinct_terms = :distinct_terms, new_terms = :new_terms,"
-                " cache_hits = :cache_hits, methods = CAST(:methods AS jsonb), mapped_rows = :mapped_rows,"
+                " cache_hits = :cache_hits, carried_over = :carried_over, methods = CAST(:methods AS jsonb), mapped_rows = :mapped_rows,"
                 " mean_confidence = :mean_confidence, timings = CAST(:timings AS jsonb), error = :error"
                 " WHERE run_id = :run_id"
             ),

@@ -78,10 +78,11 @@ def execute_run(plan: RunPlan, executor: Executor, *, wait: bool = False) -> Run
     report = RunReport(plan, RunStats())
     stats = report.stats
     started = time.perf_counter()
-    with phases.run_lock(plan, wait=wait):
-        executor.call(phases.prepare_table, plan)
+    with phases.run_lock(plan, wait=wait) as lock_pid:
+        executor.call(phases.prepare_table, plan, lock_pid)
         try:
             with timed(stats, "select"):
+                stats.carried_over = executor.call(phases.carry_over, plan)
                 pending, stats.distinct_terms = executor.call(phases.pending_terms, plan)
             stats.new_terms, stats.cache_hits = len(pending), stats.distinct_terms - len(pending)
             log.info("%s.%s: %d distinct terms, %d to normalize", plan.table.qualified, plan.column,
