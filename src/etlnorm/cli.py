@@ -299,12 +299,8 @@ def _curate(ontology: str, term: str, decision: str, ident: str | None, note: st
             as_synonym: bool = False) -> None:  # fmt: skip
     from etlnorm.db.engine import ready_engine
     from etlnorm.ontology.curation import curate
-    from etlnorm.ontology.user_synonyms import UserSynonym, add_user_synonyms
 
-    engine = ready_engine()
-    recorded = curate(engine, ontology, term, decision, ident, curator, note)
-    if as_synonym:
-        add_user_synonyms(engine, ontology, [UserSynonym(term.strip(), recorded)], source="curation")
+    recorded = curate(ready_engine(), ontology, term, decision, ident, curator, note, as_synonym)
     out.print(f"{decision} {term!r} -> {recorded} ({ontology}); the next `etlnorm run` writes it"
               + (", and it is a user synonym now" if as_synonym else ""))  # fmt: skip
 

@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS etlnorm.term (
     accession   text,                     -- HGNC:11998 for HGNC symbols; NULL elsewhere
     PRIMARY KEY (ontology, id)
 );
+-- The term's definition (OBO def:), shown to curators; filled by the next `etlnorm ontology load`.
+ALTER TABLE etlnorm.term ADD COLUMN IF NOT EXISTS definition text;
 CREATE INDEX IF NOT EXISTS term_accession_idx ON etlnorm.term (ontology, accession) WHERE accession IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS etlnorm.synonym (

@@ -43,6 +43,11 @@ CREATE TABLE IF NOT EXISTS etlnorm.run (
     timings         jsonb,                -- seconds per phase
     error           text
 );
+-- The key column the run batched by, the terms a term-only run was limited to (the review page's
+-- "apply now"; NULL: the whole column), and the Prefect flow run that ran it (NULL outside Prefect).
+ALTER TABLE etlnorm.run ADD COLUMN IF NOT EXISTS key_column text;
+ALTER TABLE etlnorm.run ADD COLUMN IF NOT EXISTS only_terms text[];
+ALTER TABLE etlnorm.run ADD COLUMN IF NOT EXISTS flow_run_id uuid;
 CREATE INDEX IF NOT EXISTS run_target_idx ON etlnorm.run (table_name, column_name, ontology, started_at DESC);
 
 -- etlnorm.mapping_review (abstentions, low confidence, curated IDs gone obsolete): 005_curation.sql.

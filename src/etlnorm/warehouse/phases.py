@@ -66,6 +66,8 @@ class RunPlan:
     release: str
     force: bool
     settings: Settings
+    terms: tuple[str, ...] | None = None  # a term-only run (the review page's "apply now"); None: every term
+    flow_run_id: uuid.UUID | None = None  # the Prefect flow run, when one runs it
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -82,17 +84,30 @@ class RunPlan:
         """The run's database (one pooled engine per URL and process)."""
         return ready_engine(self.settings)
 
+    def scope(self, alias: str = "t") -> sql.Composable:
+        """The condition limiting a statement over the table to the plan's terms (nothing for a full run)."""
+        if self.terms is None:
+            return sql.SQL("")
+        return sql.SQL(" AND {}.{} = ANY(%(terms)s)").format(sql.Identifier(alias), sql.Identifier(self.column))
+
+    def params(self, **values: Any) -> dict[str, Any]:
+        """Statement parameters, with the plan's terms when it has them."""
+        return {**values, "terms": list(self.terms)} if self.terms is not None else values
+
 
 def plan_run(settings: Settings, table: str, column: str, ontology: str, key: str | None = None,
-             prefix: str | None = None, force: bool = False) -> RunPlan:  # fmt: skip
-    """Validate names against the catalog and the ontology; nothing is written yet."""
+             prefix: str | None = None, force: bool = False, terms: Sequence[str] | None = None,
+             flow_run_id: uuid.UUID | None = None) -> RunPlan:  # fmt: skip
+    """Validate names against the catalog and the ontology; nothing is written yet. ``terms``
+    limits the run to the rows holding these raw terms."""
     with ready_engine(settings).connect() as conn:
         found = find_table(conn, table)
         require_text_column(found, column)
         release = current_release(conn, ontology)
     prefix = prefix or f"{column}_{ontology}"
     check_output_columns(found, prefix)
-    return RunPlan(uuid.uuid4(), found, column, key_column(found, key), prefix, ontology, release, force, settings)
+    return RunPlan(uuid.uuid4(), found, column, key_column(found, key), prefix, ontology, release, force, settings,
+                   tuple(terms) if terms is not None else None, flow_run_id)  # fmt: skip
 
 
 @contextmanager
@@ -142,7 +157,8 @@ def prepare_table(plan: RunPlan) -> None:
             except psycopg.errors.LockNotAvailable as exc:
                 raise TableError(f"could not lock {plan.table.qualified} within {plan.settings.lock_timeout:g} s to "
                                  "add its output columns: another session holds it; retry, or raise lock_timeout") from exc  # fmt: skip
-        start_run(conn, plan.run_id, plan.table.qualified, plan.column, plan.ontology, plan.release, plan.prefix)
+        start_run(conn, plan.run_id, plan.table.qualified, plan.column, plan.ontology, plan.release, plan.prefix,
+                  plan.key, plan.terms, plan.flow_run_id)  # fmt: skip
 
 
 def pending_terms(plan: RunPlan) -> tuple[list[str], int]:
@@ -151,11 +167,11 @@ def pending_terms(plan: RunPlan) -> tuple[list[str], int]:
     # force: every term is pending, cached or not ("recompute cached mappings too").
     query = sql.SQL(
         "SELECT d.term, m.term_md5 IS NULL OR %(force)s FROM (SELECT DISTINCT t.{col} AS term FROM {tbl} t"
-        " WHERE t.{col} IS NOT NULL AND btrim(t.{col}) <> '') d"
+        " WHERE t.{col} IS NOT NULL AND btrim(t.{col}) <> ''{scope}) d"
         " LEFT JOIN etlnorm.mapping m ON m.ontology = %(o)s AND m.term_md5 = md5(d.term)::uuid AND m.release = %(r)s"
-    ).format(col=col, tbl=plan.table.ident)
+    ).format(col=col, tbl=plan.table.ident, scope=plan.scope())
     with plan.engine().connect() as conn:
-        rows = raw(conn).execute(query, {"o": plan.ontology, "r": plan.release, "force": plan.force}).fetchall()
+        rows = raw(conn).execute(query, plan.params(o=plan.ontology, r=plan.release, force=plan.force)).fetchall()
     return [term for term, missing in rows if missing], len(rows)
 
 
@@ -237,22 +253,24 @@ def key_ranges(plan: RunPlan) -> list[tuple[Any, Any]]:
 
 
 def update_range(plan: RunPlan, low: Any, high: Any) -> int:
-    """Write cached answers into rows ``low <= key <= high`` whose outputs differ; one transaction."""
+    """Write cached answers into rows ``low <= key <= high`` (holding the plan's terms, if it names
+    some) whose outputs differ; one transaction."""
     o = {part: plan.ident(part) for part in plan.outputs}
-    fmt = dict(tbl=plan.table.ident, col=sql.Identifier(plan.column), key=sql.Identifier(plan.key), **o)
+    fmt = dict(tbl=plan.table.ident, col=sql.Identifier(plan.column), key=sql.Identifier(plan.key), scope=plan.scope(),
+               **o)  # fmt: skip
     outputs = sql.SQL("(t.{id}, t.{label}, t.{confidence}, t.{method})").format(**o)
     from_cache = sql.SQL(
         "UPDATE {tbl} AS t SET {id} = m.id, {label} = m.label, {confidence} = m.confidence, {method} = m.method"
         " FROM etlnorm.mapping m WHERE m.ontology = %(o)s AND m.term_md5 = md5(t.{col})::uuid"
-        " AND t.{key} BETWEEN %(lo)s AND %(hi)s AND btrim(t.{col}) <> ''"
+        " AND t.{key} BETWEEN %(lo)s AND %(hi)s AND btrim(t.{col}) <> ''{scope}"
         " AND {outputs} IS DISTINCT FROM (m.id, m.label, m.confidence, m.method)"
     ).format(outputs=outputs, **fmt)
     empties = sql.SQL(
         "UPDATE {tbl} AS t SET {id} = NULL, {label} = NULL, {confidence} = NULL, {method} = 'empty'"
-        " WHERE t.{key} BETWEEN %(lo)s AND %(hi)s AND (t.{col} IS NULL OR btrim(t.{col}) = '')"
+        " WHERE t.{key} BETWEEN %(lo)s AND %(hi)s AND (t.{col} IS NULL OR btrim(t.{col}) = ''){scope}"
         " AND {outputs} IS DISTINCT FROM (NULL, NULL, NULL::real, 'empty')"
     ).format(outputs=outputs, **fmt)
-    params = {"o": plan.ontology, "lo": low, "hi": high}
+    params = plan.params(o=plan.ontology, lo=low, hi=high)
     with plan.engine().begin() as conn:
         cur = raw(conn).cursor()
         cur.execute(from_cache, params)
