@@ -47,6 +47,9 @@ app.add_typer(reranker_app, name="reranker")
 synonyms_app = typer.Typer(help="Your own synonyms: added to the lexicon and index, kept across releases.",
                            no_args_is_help=True)  # fmt: skip
 ontology_app.add_typer(synonyms_app, name="synonyms")
+review_app = typer.Typer(help="The review page for curators: the queue of weak answers, decisions, coverage.",
+                         no_args_is_help=True)  # fmt: skip
+app.add_typer(review_app, name="review")
 
 out = Console()
 err = Console(stderr=True)
@@ -327,6 +330,20 @@ def curate_reject(ontology: _ONTOLOGY, term: _TERM,
     """This ID is wrong for the term: it never comes back; reruns write the next candidate above
     min_confidence, or abstain."""
     _curate(ontology, term, "reject", ident, note, curator)
+
+
+@review_app.command("serve")
+def review_serve(
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs review_token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Show the queue and coverage; refuse every change.")] = False,
+) -> None:  # fmt: skip
+    """Serve the review page on the database `etlnorm run` uses: the queue of abstentions and weak
+    answers by rows affected, one-click decisions (recorded in etlnorm.curation), apply now, coverage."""
+    from etlnorm.review.app import serve
+
+    out.print(f"review page: http://{host}:{port}/" + (" (read-only)" if read_only else "") + "; Ctrl-C stops it")
+    serve(host, port, read_only=read_only)
 
 
 @export_app.command("sssom")
