@@ -130,8 +130,12 @@ def test_search_overview_and_export(engine, review_target):
     found = c.get("/search", params={"ontology": "hp", "term": WOBBLY, "q": "Ataxia"}).text
     assert ATAXIA in found and "lexical" in found and 'name="csrf"' in found
     assert "HP:0001250" in c.get("/search", params={"ontology": "hp", "term": HOSTILE, "q": "HP:0001250"}).text
+    with engine.begin() as conn:  # as a Prefect flow records it
+        flow_run = conn.execute(text("UPDATE etlnorm.run SET flow_run_id = gen_random_uuid()"
+                                     " WHERE table_name = 'review.notes' RETURNING flow_run_id")).scalar()  # fmt: skip
     overview = c.get("/overview").text
     assert "review.notes.term (hp, term_hp_*)" in overview and overview.count("<svg") >= 2
+    assert f'href="http://127.0.0.1:4200/runs/flow-run/{flow_run}"' in overview
     export = c.get("/export/sssom", params={"ontology": "hp", "table": "review.notes", "column": "term"})
     assert export.status_code == 200 and "attachment" in export.headers["content-disposition"]
     assert "subject_label" in export.text and "sssom:NoTermFound" in export.text and "HP:0001250" in export.text

@@ -33,7 +33,9 @@ def histogram_svg(buckets: Sequence[Bucket], width: int = 320, height: int = 120
                      f'<rect x="{x + 1:.1f}" y="{height - mapped_h:.1f}" width="{bar - 2:.1f}" height="{mapped_h:.1f}" fill="#2166ac"/>'
                      f'<rect x="{x + 1:.1f}" y="{height - mapped_h - rest_h:.1f}" width="{bar - 2:.1f}" height="{rest_h:.1f}" fill="#f4a582"/></g>')  # fmt: skip
     for n in range(0, len(buckets) + 1, max(1, len(buckets) // 5)):
-        parts.append(f'<text x="{min(n * bar, width - 12):.1f}" y="{height + 13}" font-size="10">{n / max(1, len(buckets)):.1f}</text>')
+        anchor = "start" if n == 0 else "end" if n == len(buckets) else "middle"
+        parts.append(f'<text x="{n * bar:.1f}" y="{height + 13}" font-size="10" text-anchor="{anchor}">'
+                     f"{n / max(1, len(buckets)):.1f}</text>")  # fmt: skip
     parts.append("</svg>")
     return Markup("".join(parts))
 
