@@ -67,12 +67,28 @@ def item(page, term: str):
     return page.locator("section.item").filter(has=page.get_by_text(term, exact=True))
 
 
+def snapshot(page, name: str) -> None:
+    """A screenshot of the whole page into docs/, by growing the viewport to it (a full_page capture
+    leaves Chromium's later clicks below the fold missing their target)."""
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": page.evaluate("document.documentElement.scrollHeight")})
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / name))
+    page.set_viewport_size(size)
+
+
+def submit(page, button) -> None:
+    """Click a form's button and wait for the page the POST redirects to."""
+    with page.expect_navigation():
+        button.click()
+
+
 def test_curate_in_the_browser(engine, server, page):
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"{server}/?{VIEW}")
     page.fill("input[name=curator]", "Ada Curator")
-    page.click("form.curator button")
+    submit(page, page.locator("form.curator button"))
     assert "decisions are recorded as Ada Curator" in page.inner_text("p.note")
 
     # The hostile term is shown as text, and nothing ran.
@@ -80,22 +96,21 @@ def test_curate_in_the_browser(engine, server, page):
     assert dialogs == []
 
     accepted = item(page, WOBBLY).locator("li.candidate").first.get_attribute("data-id")
-    item(page, WOBBLY).locator("button.accept").first.click()
+    submit(page, item(page, WOBBLY).locator("button.accept").first)
     rejected = item(page, TWITCH).locator("li.candidate").first.get_attribute("data-id")
-    item(page, TWITCH).locator("button.reject").first.click()
+    submit(page, item(page, TWITCH).locator("button.reject").first)
     box = item(page, HOSTILE).locator("input.search")
     box.press_sequentially("Ataxia", delay=40)  # typed: the debounced search asks once the typing pauses
     found = item(page, HOSTILE).locator(".results button.set", has_text=ATAXIA)
     found.wait_for()
-    DOCS.mkdir(exist_ok=True)  # the queue with two decisions pending and the search box's results
-    page.screenshot(path=str(DOCS / "review-queue.png"), full_page=True)
-    found.click()
+    snapshot(page, "review-queue.png")  # the queue with two decisions pending and the search box's results
+    submit(page, found)
 
     pending = page.locator("tr.pending-row")
     assert sorted(pending.evaluate_all("rows => rows.map(r => r.dataset.term)")) == sorted([WOBBLY, TWITCH, HOSTILE])
     assert dialogs == []
 
-    page.locator("button.apply-all").click()
+    submit(page, page.locator("button.apply-all"))
     assert "rows updated" in page.inner_text("p.note")
     assert page.locator("tr.pending-row").count() == 0
     with engine.connect() as conn:
@@ -111,5 +126,5 @@ def test_curate_in_the_browser(engine, server, page):
 
     page.goto(f"{server}/overview")
     assert page.locator("table.coverage svg").count() >= 2 and "review.notes.term" in page.inner_text("table.coverage")
-    page.screenshot(path=str(DOCS / "review-overview.png"), full_page=True)
+    snapshot(page, "review-overview.png")
     assert dialogs == []
