@@ -342,8 +342,7 @@ def review_serve(
     answers by rows affected, one-click decisions (recorded in etlnorm.curation), apply now, coverage."""
     from etlnorm.review.app import serve
 
-    out.print(f"review page: http://{host}:{port}/" + (" (read-only)" if read_only else "") + "; Ctrl-C stops it")
-    serve(host, port, read_only=read_only)
+    serve(host, port, read_only=read_only)  # it logs its address once the bind is allowed; Ctrl-C stops it
 
 
 @export_app.command("sssom")

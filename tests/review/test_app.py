@@ -45,7 +45,9 @@ def test_binding_off_loopback_needs_a_token():
     check_bind("0.0.0.0", "secret")
     with pytest.raises(ConfigError, match="needs a token"):
         check_bind("0.0.0.0", None)
-    assert_one_line_error(etlnorm("review", "serve", "--host", "0.0.0.0"), "needs a token")
+    refused = etlnorm("review", "serve", "--host", "0.0.0.0")
+    assert_one_line_error(refused, "needs a token")
+    assert refused.stdout == ""
 
 
 def test_a_token_is_checked_on_every_request(engine, review_target):

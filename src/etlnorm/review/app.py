@@ -76,6 +76,7 @@ class Review:
 
 
 def review(request: Request) -> Review:
+    """The shared state of the app serving ``request``."""
     return request.app.state.review
 
 
@@ -93,6 +94,7 @@ def view_query(params: Any) -> str:
 
 
 def chosen_target(request: Request, targets: list[Target]) -> Target | None:
+    """The target the URL names (None: all of them); naming an unknown one is a user error."""
     params = request.query_params
     if not any(params.get(k) for k in TARGET_KEYS):
         return None
@@ -100,6 +102,7 @@ def chosen_target(request: Request, targets: list[Target]) -> Target | None:
 
 
 def queue_page(request: Request) -> HTMLResponse:
+    """The queue: pending decisions first, then the terms that need a person, most rows first."""
     r = review(request)
     targets = list_targets(r.engine)
     chosen = chosen_target(request, targets)
@@ -113,6 +116,7 @@ def queue_page(request: Request) -> HTMLResponse:
 
 
 def overview_page(request: Request) -> HTMLResponse:
+    """Coverage, rows by method and the confidence histogram per target; the last runs."""
     r = review(request)
     rows = []
     for t in list_targets(r.engine):
@@ -124,6 +128,7 @@ def overview_page(request: Request) -> HTMLResponse:
 
 
 def search_fragment(request: Request) -> HTMLResponse:
+    """The search box's results for one queued term, as the HTML the page inserts."""
     r, params = review(request), request.query_params
     ontology, term = params.get("ontology", ""), params.get("term", "")
     hits = r.searcher.search(ontology, params.get("q", "")) if ontology else []
@@ -131,6 +136,7 @@ def search_fragment(request: Request) -> HTMLResponse:
 
 
 def export_sssom(request: Request) -> Response:
+    """The SSSOM/TSV file of ``etlnorm export sssom``, for one ontology or one target."""
     r, params = review(request), request.query_params
     ontology = params.get("ontology", "")
     release, mappings = cached_mappings(r.engine, ontology, params.get("table") or None, params.get("column") or None)
@@ -159,6 +165,7 @@ def back(form: FormData, **message: str) -> RedirectResponse:
 
 
 async def set_curator(request: Request) -> Response:
+    """Remember the curator's name (a cookie): every decision is recorded with it."""
     form = await checked_form(request)
     name = str(form.get("curator") or "").strip()
     if not 1 <= len(name) <= 100:
@@ -169,6 +176,7 @@ async def set_curator(request: Request) -> Response:
 
 
 async def decide(request: Request) -> Response:
+    """Accept a candidate (a set-id unless it is the cached answer), reject one, or set a searched ID."""
     form = await changing_form(request)
     r = review(request)
     curator = request.cookies.get(CURATOR_COOKIE, "").strip()
@@ -192,6 +200,7 @@ async def decide(request: Request) -> Response:
 
 
 async def apply(request: Request) -> Response:
+    """Run the target for the posted terms only, now: ``run_table(..., terms=...)``."""
     form = await changing_form(request)
     r = review(request)
     terms = [str(t) for t in form.getlist("term")][:MAX_APPLY_TERMS]
@@ -208,10 +217,12 @@ async def apply(request: Request) -> Response:
 
 
 async def refused(request: Request, exc: Exception) -> Response:
+    """403 for a form without its CSRF token, or a change asked of a read-only server."""
     return PlainTextResponse(str(exc), 403)
 
 
 async def user_error(request: Request, exc: Exception) -> Response:
+    """A user error (unknown target, ontology not loaded) as a page, not a traceback."""
     return render(request, "error.html", 400, message=str(exc))
 
 
@@ -239,5 +250,5 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, read_only: bool = False,
     settings = settings or load_settings()
     check_bind(host, settings.review_token.get_secret_value() if settings.review_token else None)
     app = create_app(settings, read_only=read_only)
-    log.info("review page on http://%s:%d/%s", host, port, " (read-only)" if read_only else "")
+    log.info("review page on http://%s:%d/%s (Ctrl-C stops it)", host, port, " read-only" if read_only else "")
     uvicorn.run(app, host=host, port=port, log_level="warning")
