@@ -64,7 +64,7 @@ def test_a_decision_is_pending_until_applied_to_that_term_only(engine, review_ta
     assert WOBBLY not in queue(engine, review_target)
 
     report = run_table(TABLE, "term", "hp", terms=[WOBBLY])
-    assert report.stats.rows_updated == n and report.stats.distinct_terms == 1
+    assert report.stats.rows_updated == n and report.stats.distinct_terms == 1 and report.ranges == 1  # one UPDATE
     assert rows_of(engine, WOBBLY) == {(ATAXIA, "curated", 1.0)}
     assert {t: rows_of(engine, t) for t in others} == others  # no other row was touched
     assert pending_decisions(engine, review_target) == []

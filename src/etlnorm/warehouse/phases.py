@@ -242,13 +242,19 @@ def forget_answers(engine: Engine, ontology: str, texts: Sequence[str]) -> int:
 
 
 def key_ranges(plan: RunPlan) -> list[tuple[Any, Any]]:
-    """Inclusive (low, high) key bounds splitting the table into ranges of about ``update_batch_rows`` rows."""
-    query = sql.SQL(
-        "SELECT min(k), max(k) FROM (SELECT {key} AS k, (row_number() OVER (ORDER BY {key}) - 1) / %(n)s AS b"
-        " FROM {tbl} WHERE {key} IS NOT NULL) s GROUP BY b ORDER BY b"
-    ).format(key=sql.Identifier(plan.key), tbl=plan.table.ident)
+    """Inclusive (low, high) key bounds splitting the table into ranges of about ``update_batch_rows`` rows;
+    a term-only run gets one range around the rows holding its terms (one UPDATE), or none."""
+    if plan.terms is not None:
+        query = sql.SQL("SELECT min(t.{key}), max(t.{key}) FROM {tbl} t WHERE t.{key} IS NOT NULL{scope}"
+                        " HAVING count(*) > 0")  # fmt: skip
+    else:
+        query = sql.SQL(
+            "SELECT min(k), max(k) FROM (SELECT {key} AS k, (row_number() OVER (ORDER BY {key}) - 1) / %(n)s AS b"
+            " FROM {tbl} WHERE {key} IS NOT NULL) s GROUP BY b ORDER BY b"
+        )
+    query = query.format(key=sql.Identifier(plan.key), tbl=plan.table.ident, scope=plan.scope())
     with plan.engine().connect() as conn:
-        rows = raw(conn).execute(query, {"n": max(1, plan.settings.update_batch_rows)}).fetchall()
+        rows = raw(conn).execute(query, plan.params(n=max(1, plan.settings.update_batch_rows))).fetchall()
     return [tuple(r) for r in rows]
 
 
