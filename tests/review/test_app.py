@@ -133,9 +133,12 @@ def test_search_overview_and_export(engine, review_target):
     assert ATAXIA in found and "lexical" in found and 'name="csrf"' in found
     assert "HP:0001250" in c.get("/search", params={"ontology": "hp", "term": HOSTILE, "q": "HP:0001250"}).text
     with engine.begin() as conn:  # as a Prefect flow records it
-        flow_run = conn.execute(text("UPDATE etlnorm.run SET flow_run_id = gen_random_uuid()"
-                                     " WHERE table_name = 'review.notes' RETURNING flow_run_id")).scalar()  # fmt: skip
+        flow_run = conn.execute(text("UPDATE etlnorm.run SET flow_run_id = gen_random_uuid() WHERE run_id = (SELECT"
+                                     " run_id FROM etlnorm.run WHERE table_name = 'review.notes' ORDER BY started_at"
+                                     " DESC LIMIT 1) RETURNING flow_run_id")).scalar()  # fmt: skip
     overview = c.get("/overview").text
+    with engine.begin() as conn:  # no made-up flow run outlives this test
+        conn.execute(text("UPDATE etlnorm.run SET flow_run_id = NULL WHERE flow_run_id = :f"), {"f": flow_run})
     assert "review.notes.term (hp, term_hp_*)" in overview and overview.count("<svg") >= 2
     assert f'href="http://127.0.0.1:4200/runs/flow-run/{flow_run}"' in overview
     export = c.get("/export/sssom", params={"ontology": "hp", "table": "review.notes", "column": "term"})
