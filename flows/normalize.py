@@ -10,6 +10,7 @@ worker process loads the normalizer once, through ``get_normalizer``'s per-proce
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -19,6 +20,7 @@ from prefect import Task, flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
+from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from etlnorm.config import load_settings
@@ -89,7 +91,9 @@ def run_phases(table: str, column: str, ontology: str, key: str | None, prefix: 
     """
     overrides = {"normalize_batch_size": batch_size, "update_batch_rows": update_batch_rows}
     settings = load_settings().model_copy(update={k: v for k, v in overrides.items() if v})
-    plan = as_task(plan_run)(settings, table, column, ontology, key, prefix, force)
+    run_id = flow_run.get_id()  # recorded with the run, so the review page links to this flow run
+    plan = as_task(plan_run)(settings, table, column, ontology, key, prefix, force,
+                             flow_run_id=uuid.UUID(run_id) if run_id else None)  # fmt: skip
     get_run_logger().info("run %s: %s.%s against %s %s (outputs %s_*)", plan.run_id, plan.table.qualified,
                           column, ontology, plan.release, plan.prefix)  # fmt: skip
     return execute_run(plan, PrefectExecutor(parallel))

@@ -1,4 +1,4 @@
-"""Imports run one way: cli/flows → warehouse/experiment/tuning → finetune → cascade → llm → ontology → db → config.
+"""Imports run one way: cli/flows → display/review → warehouse/experiment/tuning → finetune → cascade → llm → ontology → db → config.
 
 Read from the source with ``ast`` (function-level imports included), so a new upward or sideways
 import, or an import cycle, fails here rather than in a reviewer's head.
@@ -15,7 +15,7 @@ PACKAGE = ROOT / "src" / "etlnorm"
 # Lower number: lower layer. A module may import its own part and any lower layer, nothing else.
 LAYERS = {
     "errors": 0, "files": 1, "config": 1, "db": 2, "ontology": 3, "llm": 4, "cascade": 5, "finetune": 6,
-    "warehouse": 7, "experiment": 7, "tuning": 7, "display": 8, "demo": 9, "cli": 10, "__main__": 11, "__init__": 11,
+    "warehouse": 7, "experiment": 7, "tuning": 7, "display": 8, "review": 8, "demo": 9, "cli": 10, "__main__": 11, "__init__": 11,
 }  # fmt: skip
 TOP_LEVEL_MODULES_AT_MOST = 8
 

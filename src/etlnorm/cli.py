@@ -47,6 +47,9 @@ app.add_typer(reranker_app, name="reranker")
 synonyms_app = typer.Typer(help="Your own synonyms: added to the lexicon and index, kept across releases.",
                            no_args_is_help=True)  # fmt: skip
 ontology_app.add_typer(synonyms_app, name="synonyms")
+review_app = typer.Typer(help="The review page for curators: the queue of weak answers, decisions, coverage.",
+                         no_args_is_help=True)  # fmt: skip
+app.add_typer(review_app, name="review")
 
 out = Console()
 err = Console(stderr=True)
@@ -305,12 +308,8 @@ def _curate(ontology: str, term: str, decision: str, ident: str | None, note: st
             as_synonym: bool = False) -> None:  # fmt: skip
     from etlnorm.db.engine import ready_engine
     from etlnorm.ontology.curation import curate
-    from etlnorm.ontology.user_synonyms import UserSynonym, add_user_synonyms
 
-    engine = ready_engine()
-    recorded = curate(engine, ontology, term, decision, ident, curator, note)
-    if as_synonym:
-        add_user_synonyms(engine, ontology, [UserSynonym(term.strip(), recorded)], source="curation")
+    recorded = curate(ready_engine(), ontology, term, decision, ident, curator, note, as_synonym)
     out.print(f"{decision} {term!r} -> {recorded} ({ontology}); the next `etlnorm run` writes it"
               + (", and it is a user synonym now" if as_synonym else ""))  # fmt: skip
 
@@ -337,6 +336,19 @@ def curate_reject(ontology: _ONTOLOGY, term: _TERM,
     """This ID is wrong for the term: it never comes back; reruns write the next candidate above
     min_confidence, or abstain."""
     _curate(ontology, term, "reject", ident, note, curator)
+
+
+@review_app.command("serve")
+def review_serve(
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs review_token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Show the queue and coverage; refuse every change.")] = False,
+) -> None:  # fmt: skip
+    """Serve the review page on the database `etlnorm run` uses: the queue of abstentions and weak
+    answers by rows affected, one-click decisions (recorded in etlnorm.curation), apply now, coverage."""
+    from etlnorm.review.app import serve
+
+    serve(host, port, read_only=read_only)  # it logs its address once the bind is allowed; Ctrl-C stops it
 
 
 @export_app.command("sssom")

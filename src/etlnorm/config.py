@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -188,6 +188,18 @@ class Settings(BaseSettings):
     )
     llm_batch_size: int = Field(
         default=0, ge=0, description="Prompts per LLM batch; 0: auto, 32 on CPU and 256 on CUDA (bf16)."
+    )
+    review_token: SecretStr | None = Field(
+        default=None,
+        description="Secret every request to `etlnorm review serve` must carry (cookie, ?token= once, or "
+        "Authorization: Bearer); required to bind anywhere but the loopback address.",
+    )
+    review_below: float = Field(
+        default=0.95, ge=0.0, le=1.0,
+        description="The review queue lists abstentions and every automatic answer below this confidence.",
+    )
+    prefect_ui_url: str = Field(
+        default="http://127.0.0.1:4200", description="Prefect UI the review page links flow runs to."
     )
     llm_max_new_tokens: int = Field(
         default=16,

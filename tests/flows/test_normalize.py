@@ -73,6 +73,8 @@ def test_normalize_table_in_process_fills_columns_and_writes_the_artifact(engine
     assert scalar(engine, "SELECT count(*) FROM flows.basic WHERE term_hp_method IS NULL") == 0
     assert scalar(engine, "SELECT count(*) FROM flows.basic WHERE term_hp_id IS NOT NULL") > 3000
     assert scalar(engine, "SELECT status FROM etlnorm.run WHERE run_id = :r", r=result["run_id"]) == "completed"
+    # The flow run is recorded with the run (the review page links to it in the Prefect UI).
+    assert scalar(engine, "SELECT flow_run_id IS NOT NULL FROM etlnorm.run WHERE run_id = :r", r=result["run_id"])
     # Several batch tasks, one process, one warm normalizer (get_normalizer's per-process cache).
     assert result["processes"] == [os.getpid()] and len(result["normalizers"]) == 1
     # Histogram from SQL: buckets cover every row with a confidence.

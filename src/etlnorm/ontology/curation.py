@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from etlnorm.errors import OntologyError
 from etlnorm.ontology.store import current_release
+from etlnorm.ontology.user_synonyms import UserSynonym, add_user_synonyms
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +40,23 @@ class Curated:
 
 
 def curate(engine: Engine, ontology: str, term: str, decision: str, ident: str | None = None,
-           curator: str | None = None, note: str | None = None) -> str:  # fmt: skip
+           curator: str | None = None, note: str | None = None, as_synonym: bool = False) -> str:  # fmt: skip
     """Record one decision; returns the ID it concerns (the cached answer's for accept/reject
-    without ``ident``). Errors from the database's checks come back as one line."""
+    without ``ident``). ``as_synonym``: the term also becomes a user synonym of that ID (accept and
+    set-id only), so other spellings of it match too. Errors from the database's checks come back
+    as one line."""
     if decision not in DECISIONS:
         raise OntologyError(f"decision must be one of {', '.join(DECISIONS)}")
     if not term or not term.strip():
         raise OntologyError("the term to curate is empty")
     if "\x00" in term or len(term) > MAX_TERM_CHARS:
         raise OntologyError(f"a curated term holds no NUL byte and at most {MAX_TERM_CHARS} characters")
+    if as_synonym and decision == "reject":
+        raise OntologyError("a rejected ID cannot become a synonym of the term")
     try:
         with engine.begin() as conn:
             current_release(conn, ontology)
-            return conn.execute(
+            recorded = conn.execute(
                 text("INSERT INTO etlnorm.curation (ontology, term, decision, id, curator, note)"
                      " VALUES (:o, :t, :d, :i, coalesce(:c, current_user), :n) RETURNING id"),
                 {"o": ontology, "t": term, "d": decision, "i": ident, "c": curator, "n": note},
@@ -59,6 +64,9 @@ def curate(engine: Engine, ontology: str, term: str, decision: str, ident: str |
     except DBAPIError as exc:
         message = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
         raise OntologyError(message.removeprefix("etlnorm: ")) from exc
+    if as_synonym:
+        add_user_synonyms(engine, ontology, [UserSynonym(term.strip(), recorded)], source="curation")
+    return recorded
 
 
 def storable(term: str) -> bool:

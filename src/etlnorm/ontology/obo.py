@@ -34,6 +34,15 @@ def release_of(data_version: str | None) -> str | None:
     return match.group(1) if match else data_version
 
 
+def definition_of(value: str | None) -> str | None:
+    """The text of an OBO ``def:`` value, ``"text" [xrefs]``, without quotes, escapes or xrefs."""
+    if not value:
+        return None
+    found = re.match(r'\s*"((?:[^"\\]|\\.)*)"', value)
+    text = found.group(1) if found else value
+    return re.sub(r"\\(.)", r"\1", text).strip() or None
+
+
 def read_obo(name: str, path: Path, prefix: str, source: str, fallback_release: str) -> Release:
     """Terms whose ID starts with ``prefix`` (imports from other ontologies are left out)."""
     import obonet
@@ -60,6 +69,7 @@ def read_obo(name: str, path: Path, prefix: str, source: str, fallback_release: 
                 obsolete=obsolete,
                 replaced_by=replaced[0] if replaced else None,
                 consider=tuple(data.get("consider") or ()),
+                definition=definition_of(data.get("def")),
             )
         )
         for line in data.get("synonym") or ():

@@ -14,6 +14,7 @@ class Term:
     replaced_by: str | None = None
     consider: tuple[str, ...] = ()
     accession: str | None = None
+    definition: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

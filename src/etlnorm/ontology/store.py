@@ -103,12 +103,12 @@ def _copy_rows(conn: Connection, release: Release) -> None:
     name = release.name
     with raw(conn).cursor() as cur:
         with cur.copy(
-            "COPY etlnorm.term (ontology, id, label, namespace, obsolete, replaced_by, consider, accession)"
+            "COPY etlnorm.term (ontology, id, label, namespace, obsolete, replaced_by, consider, accession, definition)"
             " FROM STDIN"
         ) as copy:
             for t in release.terms:
                 copy.write_row((name, t.id, t.label, t.namespace, t.obsolete, t.replaced_by, list(t.consider),
-                                t.accession))  # fmt: skip
+                                t.accession, t.definition))  # fmt: skip
         with cur.copy("COPY etlnorm.synonym (ontology, id, text, scope, type) FROM STDIN") as copy:
             for s in release.synonyms:
                 copy.write_row((name, s.id, s.text, s.scope, s.type))

@@ -73,6 +73,8 @@ class RunPlan:
     producer: str  # and under this configuration (Normalizer.producer)
     force: bool
     settings: Settings
+    terms: tuple[str, ...] | None = None  # a term-only run (the review page's "apply now"); None: every term
+    flow_run_id: uuid.UUID | None = None  # the Prefect flow run, when one runs it
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -90,10 +92,22 @@ class RunPlan:
         """The run's database (one pooled engine per URL and process)."""
         return ready_engine(self.settings)
 
+    def scope(self, alias: str = "t") -> sql.Composable:
+        """The condition limiting a statement over the table to the plan's terms (nothing for a full run)."""
+        if self.terms is None:
+            return sql.SQL("")
+        return sql.SQL(" AND {}.{} = ANY(%(terms)s)").format(sql.Identifier(alias), sql.Identifier(self.column))
+
+    def params(self, **values: Any) -> dict[str, Any]:
+        """Statement parameters, with the plan's terms when it has them."""
+        return {**values, "terms": list(self.terms)} if self.terms is not None else values
+
 
 def plan_run(settings: Settings, table: str, column: str, ontology: str, key: str | None = None,
-             prefix: str | None = None, force: bool = False) -> RunPlan:  # fmt: skip
-    """Validate names against the catalog and the ontology; nothing is written yet."""
+             prefix: str | None = None, force: bool = False, terms: Sequence[str] | None = None,
+             flow_run_id: uuid.UUID | None = None) -> RunPlan:  # fmt: skip
+    """Validate names against the catalog and the ontology; nothing is written yet. ``terms``
+    limits the run to the rows holding these raw terms."""
     with ready_engine(settings).connect() as conn:
         found = find_table(conn, table)
         require_text_column(found, column)
@@ -102,7 +116,8 @@ def plan_run(settings: Settings, table: str, column: str, ontology: str, key: st
     check_output_columns(found, prefix)
     normalizer = get_normalizer(ontology, settings=settings)  # nothing heavy is loaded yet
     return RunPlan(uuid.uuid4(), found, column, key_column(found, key), prefix, ontology, release,
-                   normalizer.fingerprint, normalizer.producer(), force, settings)  # fmt: skip
+                   normalizer.fingerprint, normalizer.producer(), force, settings,
+                   tuple(terms) if terms is not None else None, flow_run_id)  # fmt: skip
 
 
 @contextmanager
@@ -172,13 +187,13 @@ def prepare_table(plan: RunPlan, lock_pid: int) -> None:
                 raise TableError(f"could not lock {plan.table.qualified} within {plan.settings.lock_timeout:g} s to "
                                  "add its output columns: another session holds it; retry, or raise lock_timeout") from exc  # fmt: skip
         start_run(conn, plan.run_id, plan.table.qualified, plan.column, plan.ontology, plan.release, plan.prefix,
-                  lock_pid)  # fmt: skip
+                  plan.key, plan.terms, plan.flow_run_id, lock_pid)  # fmt: skip
 
 
 def _distinct_terms(plan: RunPlan) -> sql.Composed:
     col = sql.Identifier(plan.column)
-    return sql.SQL("SELECT DISTINCT t.{col} AS term FROM {tbl} t WHERE t.{col} IS NOT NULL AND btrim(t.{col}) <> ''"
-                   ).format(col=col, tbl=plan.table.ident)  # fmt: skip
+    return sql.SQL("SELECT DISTINCT t.{col} AS term FROM {tbl} t WHERE t.{col} IS NOT NULL AND btrim(t.{col}) <> ''{scope}"
+                   ).format(col=col, tbl=plan.table.ident, scope=plan.scope())  # fmt: skip
 
 
 def carry_over(plan: RunPlan) -> int:
@@ -199,7 +214,7 @@ def carry_over(plan: RunPlan) -> int:
         " WHERE m.producer = %(p)s AND m.fingerprint IS DISTINCT FROM %(fp)s AND m.method = ANY(%(lexical)s)"
         " AND NOT t.obsolete"
     ).format(distinct=_distinct_terms(plan))
-    params = {"o": plan.ontology, "p": plan.producer, "fp": plan.fingerprint, "lexical": list(LEXICAL_METHODS)}
+    params = plan.params(o=plan.ontology, p=plan.producer, fp=plan.fingerprint, lexical=list(LEXICAL_METHODS))
     with plan.engine().connect() as conn:
         rows = raw(conn).execute(query, params).fetchall()
     if not rows:
@@ -212,8 +227,8 @@ def carry_over(plan: RunPlan) -> int:
         require_lock(cur, plan)
         cur.execute("UPDATE etlnorm.mapping m SET fingerprint = %(fp)s, release = %(r)s, label = t.label,"
                     " run_id = %(run)s FROM etlnorm.term t WHERE m.ontology = %(o)s AND m.term_md5 = ANY("
-                    "SELECT md5(x)::uuid FROM unnest(%(terms)s::text[]) x) AND t.ontology = m.ontology AND t.id = m.id",
-                    {**params, "r": plan.release, "run": plan.run_id, "terms": kept})  # fmt: skip
+                    "SELECT md5(x)::uuid FROM unnest(%(kept)s::text[]) x) AND t.ontology = m.ontology AND t.id = m.id",
+                    {**params, "r": plan.release, "run": plan.run_id, "kept": kept})  # fmt: skip
     log.info("%s: %d cached exact matches kept across the release change, %d to recompute", plan.ontology,
              len(kept), len(rows) - len(kept))  # fmt: skip
     return len(kept)
@@ -227,7 +242,7 @@ def pending_terms(plan: RunPlan) -> tuple[list[str], int]:
         "SELECT d.term, m.term_md5 IS NULL OR %(force)s FROM ({distinct}) d LEFT JOIN etlnorm.mapping m"
         " ON m.ontology = %(o)s AND m.term_md5 = md5(d.term)::uuid AND m.fingerprint = %(fp)s AND m.producer = %(p)s"
     ).format(distinct=_distinct_terms(plan))
-    params = {"o": plan.ontology, "fp": plan.fingerprint, "p": plan.producer, "force": plan.force}
+    params = plan.params(o=plan.ontology, fp=plan.fingerprint, p=plan.producer, force=plan.force)
     with plan.engine().connect() as conn:
         rows = raw(conn).execute(query, params).fetchall()
     return [term for term, missing in rows if missing], len(rows)
@@ -303,33 +318,41 @@ def forget_answers(engine: Engine, ontology: str, texts: Sequence[str]) -> int:
 
 
 def key_ranges(plan: RunPlan) -> list[tuple[Any, Any]]:
-    """Inclusive (low, high) key bounds splitting the table into ranges of about ``update_batch_rows`` rows."""
-    query = sql.SQL(
-        "SELECT min(k), max(k) FROM (SELECT {key} AS k, (row_number() OVER (ORDER BY {key}) - 1) / %(n)s AS b"
-        " FROM {tbl} WHERE {key} IS NOT NULL) s GROUP BY b ORDER BY b"
-    ).format(key=sql.Identifier(plan.key), tbl=plan.table.ident)
+    """Inclusive (low, high) key bounds splitting the table into ranges of about ``update_batch_rows`` rows;
+    a term-only run gets one range around the rows holding its terms (one UPDATE), or none."""
+    if plan.terms is not None:
+        query = sql.SQL("SELECT min(t.{key}), max(t.{key}) FROM {tbl} t WHERE t.{key} IS NOT NULL{scope}"
+                        " HAVING count(*) > 0")  # fmt: skip
+    else:
+        query = sql.SQL(
+            "SELECT min(k), max(k) FROM (SELECT {key} AS k, (row_number() OVER (ORDER BY {key}) - 1) / %(n)s AS b"
+            " FROM {tbl} WHERE {key} IS NOT NULL) s GROUP BY b ORDER BY b"
+        )
+    query = query.format(key=sql.Identifier(plan.key), tbl=plan.table.ident, scope=plan.scope())
     with plan.engine().connect() as conn:
-        rows = raw(conn).execute(query, {"n": max(1, plan.settings.update_batch_rows)}).fetchall()
+        rows = raw(conn).execute(query, plan.params(n=max(1, plan.settings.update_batch_rows))).fetchall()
     return [tuple(r) for r in rows]
 
 
 def update_range(plan: RunPlan, low: Any, high: Any) -> int:
-    """Write cached answers into rows ``low <= key <= high`` whose outputs differ; one transaction."""
+    """Write cached answers into rows ``low <= key <= high`` (holding the plan's terms, if it names
+    some) whose outputs differ; one transaction."""
     o = {part: plan.ident(part) for part in plan.outputs}
-    fmt = dict(tbl=plan.table.ident, col=sql.Identifier(plan.column), key=sql.Identifier(plan.key), **o)
+    fmt = dict(tbl=plan.table.ident, col=sql.Identifier(plan.column), key=sql.Identifier(plan.key), scope=plan.scope(),
+               **o)  # fmt: skip
     outputs = sql.SQL("(t.{id}, t.{label}, t.{confidence}, t.{method})").format(**o)
     from_cache = sql.SQL(
         "UPDATE {tbl} AS t SET {id} = m.id, {label} = m.label, {confidence} = m.confidence, {method} = m.method"
         " FROM etlnorm.mapping m WHERE m.ontology = %(o)s AND m.term_md5 = md5(t.{col})::uuid"
-        " AND t.{key} BETWEEN %(lo)s AND %(hi)s AND btrim(t.{col}) <> ''"
+        " AND t.{key} BETWEEN %(lo)s AND %(hi)s AND btrim(t.{col}) <> ''{scope}"
         " AND {outputs} IS DISTINCT FROM (m.id, m.label, m.confidence, m.method)"
     ).format(outputs=outputs, **fmt)
     empties = sql.SQL(
         "UPDATE {tbl} AS t SET {id} = NULL, {label} = NULL, {confidence} = NULL, {method} = 'empty'"
-        " WHERE t.{key} BETWEEN %(lo)s AND %(hi)s AND (t.{col} IS NULL OR btrim(t.{col}) = '')"
+        " WHERE t.{key} BETWEEN %(lo)s AND %(hi)s AND (t.{col} IS NULL OR btrim(t.{col}) = ''){scope}"
         " AND {outputs} IS DISTINCT FROM (NULL, NULL, NULL::real, 'empty')"
     ).format(outputs=outputs, **fmt)
-    params = {"o": plan.ontology, "lo": low, "hi": high}
+    params = plan.params(o=plan.ontology, lo=low, hi=high)
     with plan.engine().begin() as conn:
         cur = raw(conn).cursor()
         require_lock(cur, plan)

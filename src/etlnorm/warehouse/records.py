@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -27,7 +28,8 @@ class RunStats:
 
 
 def start_run(conn: Connection, run_id: UUID, table: str, column: str, ontology: str, release: str,
-              prefix: str, lock_pid: int | None = None) -> None:  # fmt: skip
+              prefix: str, key: str | None = None, terms: Sequence[str] | None = None,
+              flow_run_id: UUID | None = None, lock_pid: int | None = None) -> None:  # fmt: skip
     """Record the run; earlier 'running' runs of the same target (table, column, output prefix: what
     the run's lock names) died, since the caller holds that lock."""
     conn.execute(
@@ -36,9 +38,11 @@ def start_run(conn: Connection, run_id: UUID, table: str, column: str, ontology:
         {"t": table, "c": column, "p": prefix},
     )  # fmt: skip
     conn.execute(
-        text("INSERT INTO etlnorm.run (run_id, table_name, column_name, ontology, release, prefix, status, lock_pid)"
-             " VALUES (:r, :t, :c, :o, :rel, :p, 'running', :pid)"),
-        {"r": run_id, "t": table, "c": column, "o": ontology, "rel": release, "p": prefix, "pid": lock_pid},
+        text("INSERT INTO etlnorm.run (run_id, table_name, column_name, ontology, release, prefix, status,"
+             " key_column, only_terms, flow_run_id, lock_pid) VALUES (:r, :t, :c, :o, :rel, :p, 'running', :k, :terms,"
+             " :f, :pid)"),
+        {"r": run_id, "t": table, "c": column, "o": ontology, "rel": release, "p": prefix, "k": key,
+         "terms": list(terms) if terms is not None else None, "f": flow_run_id, "pid": lock_pid},
     )  # fmt: skip
 
 
@@ -77,6 +81,10 @@ class RunRecord:
     methods: dict | None
     timings: dict | None
     error: str | None
+    prefix: str
+    key_column: str | None
+    only_terms: list[str] | None
+    flow_run_id: UUID | None
 
 
 def list_runs(engine: Engine, limit: int = 20) -> list[RunRecord]:
@@ -84,7 +92,8 @@ def list_runs(engine: Engine, limit: int = 20) -> list[RunRecord]:
     with engine.connect() as conn:
         rows = conn.execute(
             text("SELECT run_id, table_name, column_name, ontology, release, status, started_at, finished_at,"
-                 " rows_seen, rows_updated, distinct_terms, new_terms, cache_hits, methods, timings, error"
+                 " rows_seen, rows_updated, distinct_terms, new_terms, cache_hits, methods, timings, error, prefix,"
+                 " key_column, only_terms, flow_run_id"
                  " FROM etlnorm.run ORDER BY started_at DESC LIMIT :n"),
             {"n": limit},
         ).all()  # fmt: skip

@@ -115,7 +115,8 @@ def execute_run(plan: RunPlan, executor: Executor, *, wait: bool = False) -> Run
 
 def run_table(table: str, column: str, ontology: str, key: str | None = None, prefix: str | None = None,
               force: bool = False, *, settings: Settings | None = None, wait: bool = False,
-              progress: bool = False) -> RunReport:  # fmt: skip
-    """Normalize ``table.column`` against ``ontology`` in this process and write the four output columns."""
-    plan = phases.plan_run(settings or load_settings(), table, column, ontology, key, prefix, force)
+              progress: bool = False, terms: Sequence[str] | None = None) -> RunReport:  # fmt: skip
+    """Normalize ``table.column`` against ``ontology`` in this process and write the four output columns;
+    ``terms``: only the rows holding these raw terms (coverage is still measured over the whole table)."""
+    plan = phases.plan_run(settings or load_settings(), table, column, ontology, key, prefix, force, terms)
     return execute_run(plan, Inline(progress=progress), wait=wait)
