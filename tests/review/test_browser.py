@@ -20,6 +20,8 @@ from etlnorm.review.app import create_app
 from tests.review.conftest import HOSTILE, TWITCH, WOBBLY, rows_of
 
 CHROMIUM = os.environ.get("ETLNORM_CHROMIUM", "/usr/bin/chromium")
+# The README's screenshots are retaken into docs/ with ETLNORM_UPDATE_SCREENSHOTS=1; otherwise they
+# are taken into the test's own folder, so a test run leaves the checkout as it was.
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 ATAXIA = "HP:0001251"
 VIEW = "table=review.notes&column=term&ontology=hp&prefix=term_hp"
@@ -67,13 +69,13 @@ def item(page, term: str):
     return page.locator("section.item").filter(has=page.get_by_text(term, exact=True))
 
 
-def snapshot(page, name: str) -> None:
-    """A screenshot of the whole page into docs/, by growing the viewport to it (a full_page capture
-    leaves Chromium's later clicks below the fold missing their target)."""
+def snapshot(page, folder: Path, name: str) -> None:
+    """A screenshot of the whole page, by growing the viewport to it (a full_page capture leaves
+    Chromium's later clicks below the fold missing their target)."""
     size = page.viewport_size
     page.set_viewport_size({"width": size["width"], "height": page.evaluate("document.documentElement.scrollHeight")})
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / name))
+    page.screenshot(path=str(folder / name))
+    assert (folder / name).stat().st_size > 10_000  # a rendered page, not a blank one
     page.set_viewport_size(size)
 
 
@@ -83,7 +85,8 @@ def submit(page, button) -> None:
         button.click()
 
 
-def test_curate_in_the_browser(engine, server, page):
+def test_curate_in_the_browser(engine, server, page, tmp_path):
+    shots = DOCS if os.environ.get("ETLNORM_UPDATE_SCREENSHOTS") == "1" else tmp_path
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"{server}/?{VIEW}")
@@ -103,7 +106,7 @@ def test_curate_in_the_browser(engine, server, page):
     box.press_sequentially("Ataxia", delay=40)  # typed: the debounced search asks once the typing pauses
     found = item(page, HOSTILE).locator(".results button.set", has_text=ATAXIA)
     found.wait_for()
-    snapshot(page, "review-queue.png")  # the queue with two decisions pending and the search box's results
+    snapshot(page, shots, "review-queue.png")  # the queue with two decisions pending and the search box's results
     submit(page, found)
 
     pending = page.locator("tr.pending-row")
@@ -126,5 +129,5 @@ def test_curate_in_the_browser(engine, server, page):
 
     page.goto(f"{server}/overview")
     assert page.locator("table.coverage svg").count() >= 2 and "review.notes.term" in page.inner_text("table.coverage")
-    snapshot(page, "review-overview.png")
+    snapshot(page, shots, "review-overview.png")
     assert dialogs == []
