@@ -51,6 +51,27 @@ def etlnorm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+# Two real-looking HPO terms, the start of every small OBO file the tests load into a database of their own.
+SMALL_HP = """
+[Term]
+id: HP:0000001
+name: All
+
+[Term]
+id: HP:0001250
+name: Seizure
+synonym: "Seizures" EXACT []
+"""
+
+
+def write_obo(folder: Path, version: str | None, body: str, name: str | None = None) -> str:
+    """A small real OBO file (HP terms in ``body``) with ``data-version: hp/releases/<version>``."""
+    header = "format-version: 1.2\n" + (f"data-version: hp/releases/{version}\n" if version else "") + "ontology: hp\n"
+    path = folder / (name or f"hp-{version}.obo")
+    path.write_text(header + body)
+    return str(path)
+
+
 @contextmanager
 def _new_database() -> Iterator[str]:
     """An empty database on the server, dropped (connections closed) afterwards."""

@@ -15,24 +15,13 @@ from etlnorm.config import load_settings
 from etlnorm.db.engine import init_db
 from etlnorm.errors import OntologyError
 from etlnorm.ontology.update import update_release
+from tests.conftest import SMALL_HP, write_obo
 
-TERMS = """
-[Term]
-id: HP:0000001
-name: All
-
-[Term]
-id: HP:0001250
-name: Seizure
-synonym: "Seizures" EXACT []
-"""
+TERMS = SMALL_HP
 
 
 def obo(tmp_path: Path, name: str, version: str | None, body: str = TERMS) -> str:
-    header = "format-version: 1.2\n" + (f"data-version: hp/releases/{version}\n" if version else "") + "ontology: hp\n"
-    path = tmp_path / name
-    path.write_text(header + body)
-    return str(path)
+    return write_obo(tmp_path, version, body, name)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from etlnorm.warehouse.phases import (
 from etlnorm.warehouse.run import run_table
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 from etlnorm.warehouse.views import create_table_view
+from tests.conftest import SMALL_HP, write_obo
 from tests.test_cli import assert_one_line_error, etlnorm
 
 
@@ -305,16 +306,7 @@ def test_the_lock_and_the_run_record_name_the_same_target(engine, terms):
         "interrupted", "running", "running")
 
 
-RELEASE_1 = """
-[Term]
-id: HP:0000001
-name: All
-
-[Term]
-id: HP:0001250
-name: Seizure
-synonym: "Seizures" EXACT []
-
+RELEASE_1 = SMALL_HP + """
 [Term]
 id: HP:0000369
 name: Low-set ears
@@ -332,12 +324,6 @@ RELEASE_2 = RELEASE_1.replace("name: Low-set ears", "name: Low set ears").replac
     "name: Ataxia", "name: Ataxia\nis_obsolete: true") + "\n[Term]\nid: HP:0009999\nname: Frequent seizures\n"
 
 
-def _obo(tmp_path, version: str, body: str) -> str:
-    path = tmp_path / f"hp-{version}.obo"
-    path.write_text(f"format-version: 1.2\ndata-version: hp/releases/{version}\nontology: hp\n{body}")
-    return str(path)
-
-
 def test_a_new_release_recomputes_only_what_it_could_change(scratch_url, tmp_path):
     """Kept: exact matches still given, to a current ID (with today's label). Recomputed: the match
     of a now obsolete term, and every non-exact answer. The result equals a --force rerun."""
@@ -346,7 +332,7 @@ def test_a_new_release_recomputes_only_what_it_could_change(scratch_url, tmp_pat
     settings = load_settings(database_url=scratch_url, routing={"hp": ["lexical", "fuzzy"]}, auto_calibrate=False)
     engine = create_engine(scratch_url)
     init_db(engine)
-    update_release(engine, settings, "hp", _obo(tmp_path, "2024-01-01", RELEASE_1))
+    update_release(engine, settings, "hp", write_obo(tmp_path, "2024-01-01", RELEASE_1))
     rows = ["Seizure", "Seizures", "Low-set ears", "Ataxia", "Seizurre", "Short columella"]
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE notes (id int PRIMARY KEY, term text)"))
@@ -356,7 +342,7 @@ def test_a_new_release_recomputes_only_what_it_could_change(scratch_url, tmp_pat
     assert first.stats.new_terms == 6
     assert dict(engine.connect().execute(text("SELECT term, term_hp_method FROM notes")).all())["Seizurre"] == "fuzzy"
 
-    update_release(engine, settings, "hp", _obo(tmp_path, "2025-01-01", RELEASE_2))
+    update_release(engine, settings, "hp", write_obo(tmp_path, "2025-01-01", RELEASE_2))
     second = run_table("notes", "term", "hp", settings=settings)
     assert (second.stats.carried_over, second.stats.new_terms) == (4, 2)  # Ataxia (obsolete) and the fuzzy match
     answers = {t: (i, label, m) for t, i, label, m in engine.connect().execute(
