@@ -46,7 +46,7 @@ def build_index_task(name: str, variant: str | None) -> dict[str, Any]:
     from etlnorm.cascade.retrieval import build_index
 
     settings = load_settings()
-    encoder = load_encoder(settings.encoder_for(name), settings.encode_batch_size)
+    encoder = load_encoder(settings.encoder_for(name), settings.encode_batch_size, settings.encoder_device)
     variant = variant or settings.index_variant
     folder, built = build_index(ready_engine(settings), name, encoder, settings.home_dir, variant, progress=False)
     get_run_logger().info("%s index (%s): %s %s", name, variant, "built" if built else "already present", folder)

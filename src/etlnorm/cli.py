@@ -708,7 +708,7 @@ def encoder_finetune(
         queries, gold = [q for q, _ in test], [g for _, g in test]
         scores = {}
         for name, model in (("stock", base), ("finetuned", str(folder))):
-            encoder = load_encoder(model, settings.encode_batch_size)
+            encoder = load_encoder(model, settings.encode_batch_size, settings.encoder_device)
             index = load_index(engine, ontology, encoder, settings.home_dir, strings=strings)
             found = [[c.id for c in hits] for hits in index.search(encoder.encode(queries, progress=True), 20)]
             scores[name] = retrieval_scores(queries, gold, found)

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
         description="Weight of the dense cosine in the mix (1 - it: the character cosine); bench/bench_chars.py.",
     )
     encode_batch_size: int = Field(default=256, description="Strings per encoder batch.")
+    encoder_device: str = Field(
+        default="auto", description="Where the encoder runs: auto (CUDA when torch sees a GPU, in fp16; else CPU), cpu, cuda:N."
+    )
     top_k: int = Field(default=5, description="Candidates kept per term.")
     min_confidence: float = Field(
         # Calibrated, 0.85 writes IDs at precision 0.90 on held-out HPO synonyms (bench/bench_trust.py).

@@ -167,7 +167,9 @@ def test_new_release_or_model_rebuilds(engine, hp_labels, tiny, tmp_path):
     save_release(engine, tiny_release("r1-relabelled"))  # a new label, the same content: the same index
     assert build_index(engine, tiny, encoder, home, progress=False) == (first, False)
     save_release(engine, tiny_release("r2", (Term("TINY:4", "long neck"),)))
+    before = encoder.encoded
     second, built = build_index(engine, tiny, encoder, home, progress=False)
+    assert encoder.encoded - before == 1  # only the added string: the others' vectors come from r1's index
     assert built and second != first and json.loads((second / "meta.json").read_text())["release"] == "r2"
     assert build_index(engine, tiny, encoder, home, progress=False) == (second, False)
 

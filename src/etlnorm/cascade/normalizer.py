@@ -132,7 +132,8 @@ class Normalizer:
 
     @cached_property
     def encoder(self) -> Encoder:
-        return load_encoder(self.settings.encoder_for(self.ontology), self.settings.encode_batch_size)
+        s = self.settings
+        return load_encoder(s.encoder_for(self.ontology), s.encode_batch_size, s.encoder_device)
 
     @cached_property
     def index(self) -> RetrievalIndex:

@@ -172,12 +172,16 @@ def build_index(engine: Engine, ontology: str, encoder: Encoder, home: Path, var
 
 
 def encode_reusing(release_folder: Path, encoder: Encoder, texts: list[str], progress: bool = True) -> np.ndarray:
-    """Vectors of ``texts``, taken from the finished indexes of the same release and encoder where
-    they hold the string (a held-out view, or a calibration's, is a subset of the full index), so
-    each string is encoded once; the rest is encoded here."""
+    """Vectors of ``texts``, taken from the finished indexes made with the same encoder (its weights
+    fingerprint) where they hold the string, so each string is encoded once: the release's other
+    variants and views first, then earlier releases of the ontology (a new release encodes only the
+    strings it adds); the rest is encoded here."""
     vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     missing = dict.fromkeys(range(len(texts)))
-    for sibling in sorted(release_folder.glob(f"{encoder.fingerprint}-*")):
+    same = sorted(release_folder.glob(f"{encoder.fingerprint}-*"))
+    earlier = sorted(set(release_folder.parent.glob(f"*/{encoder.fingerprint}-*")) - set(same),
+                     key=lambda f: -f.stat().st_mtime)  # fmt: skip
+    for sibling in same + earlier:
         if not missing or PARTIAL in sibling.name or not is_built(sibling):
             continue
         rows = {t: r for r, t in enumerate(json.loads((sibling / "strings.json").read_text()))}

@@ -197,7 +197,7 @@ def run_experiment(
             split.correct[name + "_constrained"] = _matches(ids, split.current)
             timed(name + "_constrained", time.perf_counter() - t)
 
-    encoder = load_encoder(settings.encoder_for(ontology), settings.encode_batch_size)
+    encoder = load_encoder(settings.encoder_for(ontology), settings.encode_batch_size, settings.encoder_device)
     t = time.perf_counter()
     index = load_index(engine, ontology, encoder, settings.home_dir, variant)
     timed("index", time.perf_counter() - t)
