@@ -42,11 +42,11 @@ def load_release_task(name: str, source: str | None, allow_shrink: bool, allow_d
 @task(name="build-index", cache_policy=NO_CACHE)
 def build_index_task(name: str, variant: str | None) -> dict[str, Any]:
     """The retrieval index of the current release (kept if it already exists)."""
-    from etlnorm.cascade.encoder import load_encoder
+    from etlnorm.cascade.encoder import encoder_for
     from etlnorm.cascade.retrieval import build_index
 
     settings = load_settings()
-    encoder = load_encoder(settings.encoder_for(name), settings.encode_batch_size, settings.encoder_device)
+    encoder = encoder_for(settings, name)
     variant = variant or settings.index_variant
     folder, built = build_index(ready_engine(settings), name, encoder, settings.home_dir, variant, progress=False)
     get_run_logger().info("%s index (%s): %s %s", name, variant, "built" if built else "already present", folder)

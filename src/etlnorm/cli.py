@@ -651,15 +651,16 @@ _TRAIN_SEED = Annotated[int, typer.Option(help="Seed of the split, the training 
 
 
 def _training_split(ontology: str, protocol: str, seed: int):
-    """(engine, release, strings to train on, held-out (query, gold) pairs) for a fine-tuning command."""
+    """(engine, release, strings to train on, held-out (query, gold) pairs) for a fine-tuning command;
+    the release as its label and content fingerprint, recorded with the model it trains."""
     from etlnorm.cascade.heldout import heldout_split
     from etlnorm.cascade.retrieval import release_strings
     from etlnorm.db.engine import ready_engine
-    from etlnorm.ontology.store import current_release
+    from etlnorm.ontology.store import loaded_release
 
     engine = ready_engine()
-    with engine.connect() as conn:
-        release = current_release(conn, ontology)
+    loaded = loaded_release(engine, ontology)
+    release = f"{loaded.release} ({loaded.fingerprint})"
     if protocol == "none":
         return engine, release, release_strings(engine, ontology, "all"), []
     try:

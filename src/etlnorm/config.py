@@ -112,6 +112,9 @@ class Settings(BaseSettings):
         description="Weight of the dense cosine in the mix (1 - it: the character cosine); bench/bench_chars.py.",
     )
     encode_batch_size: int = Field(default=256, description="Strings per encoder batch.")
+    encoder_backend: str = Field(
+        default="torch", description="How the encoder runs on a CPU: torch, onnx or onnx-int8 (exported once, cached under home)."
+    )
     encoder_device: str = Field(
         default="auto", description="Where the encoder runs: auto (CUDA when torch sees a GPU, in fp16; else CPU), cpu, cuda:N."
     )

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from etlnorm.cascade.onnx_encoder import BACKENDS, OnnxNetwork
+from etlnorm.config import Settings
 from etlnorm.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -68,15 +70,26 @@ class Encoder:
     does). sentence-transformers sorts each call's strings by length into its batches. On CUDA the
     model runs in fp16 (cosine ranks are unchanged at that precision)."""
 
-    def __init__(self, path: Path, batch_size: int = 256, device: str = "auto") -> None:
+    def __init__(self, path: Path, batch_size: int = 256, device: str = "auto", backend: str = "torch",
+                 cache: Path | None = None) -> None:  # fmt: skip
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
         from sentence_transformers import SentenceTransformer
 
+        if backend not in BACKENDS:
+            raise ConfigError(f"encoder_backend must be one of {BACKENDS}, not {backend!r}")
         self.path = path
-        self.fingerprint = fingerprint(path)
         self.batch_size = batch_size
         self.device = pick_device(device)
         self.model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
+        self.onnx: OnnxNetwork | None = None
+        if backend != "torch" and self.device == "cpu":  # ONNX serves the CPU; a GPU runs torch in fp16
+            if cache is None:
+                raise ConfigError(f"encoder_backend {backend} needs a cache folder for the exported model")
+            self.onnx = OnnxNetwork(self.model, cache, fingerprint(path), backend, torch.get_num_threads())
+        # Vectors of another backend are other vectors: indexes and cached answers are keyed apart.
+        self.backend = backend if self.onnx is not None else "torch"
+        self.fingerprint = fingerprint(path) + ("" if self.backend == "torch" else f"-{self.backend}")
         if self.device.startswith("cuda"):
             self.model.half()
             log.info("encoder %s on %s (fp16)", path.name, self.device)
@@ -94,14 +107,35 @@ class Encoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         keys = [self.text_key(t) for t in texts]
         unique = list(dict.fromkeys(keys))
-        vectors = self.model.encode(unique, batch_size=self.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=progress)  # fmt: skip
+        if self.onnx is not None:
+            vectors = self.onnx.encode(unique, self.batch_size)
+        else:
+            vectors = self.model.encode(unique, batch_size=self.batch_size, normalize_embeddings=True,
+                                        convert_to_numpy=True, show_progress_bar=progress)  # fmt: skip
         self.encoded += len(unique)
         row = {k: i for i, k in enumerate(unique)}
         return np.ascontiguousarray(vectors[[row[k] for k in keys]], dtype=np.float32)
 
 
 @cache
-def load_encoder(configured: str | None, batch_size: int = 256, device: str = "auto") -> Encoder:
-    """One encoder per model folder (and device) per process."""
-    return Encoder(model_path(configured), batch_size, device)
+def load_encoder(configured: str | None, batch_size: int = 256, device: str = "auto", backend: str = "torch",
+                 cache: Path | None = None) -> Encoder:  # fmt: skip
+    """One encoder per model folder (device, backend) per process."""
+    return Encoder(model_path(configured), batch_size, device, backend, cache)
+
+
+def effective_backend(settings: Settings) -> str:
+    """The backend an encoder of these settings runs: ONNX serves the CPU; on a GPU it is torch."""
+    return settings.encoder_backend if pick_device(settings.encoder_device) == "cpu" else "torch"
+
+
+def encoder_stamp(settings: Settings, ontology: str) -> str:
+    """The fingerprint the settings' encoder for ``ontology`` has, without loading it."""
+    backend = effective_backend(settings)
+    return fingerprint(model_path(settings.encoder_for(ontology))) + ("" if backend == "torch" else f"-{backend}")
+
+
+def encoder_for(settings: Settings, ontology: str) -> Encoder:
+    """The encoder the settings name for ``ontology``: model, batch size, device and backend."""
+    return load_encoder(settings.encoder_for(ontology), settings.encode_batch_size, settings.encoder_device,
+                        effective_backend(settings), settings.home_dir / "encoders")  # fmt: skip

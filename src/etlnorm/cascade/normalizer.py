@@ -21,7 +21,7 @@ from etlnorm.cascade.calibration import VERSION as CALIBRATION_VERSION
 from etlnorm.cascade.calibration import Calibration, calibration_folder, fit_heldout, load_calibration
 from etlnorm.cascade.chars import CharIndex
 from etlnorm.cascade.crossencoder import POOL, CrossEncoderTier, load_reranker, strings_by_id
-from etlnorm.cascade.encoder import Encoder, fingerprint, load_encoder, model_path
+from etlnorm.cascade.encoder import Encoder, encoder_for, encoder_stamp, fingerprint
 from etlnorm.cascade.fuzzy import FuzzyTier
 from etlnorm.cascade.heldout import HeldOut, calibration_set
 from etlnorm.cascade.lexical import LexicalTier, Lexicon, dedup_key, load_lexicon
@@ -132,8 +132,7 @@ class Normalizer:
 
     @cached_property
     def encoder(self) -> Encoder:
-        s = self.settings
-        return load_encoder(s.encoder_for(self.ontology), s.encode_batch_size, s.encoder_device)
+        return encoder_for(self.settings, self.ontology)
 
     @cached_property
     def index(self) -> RetrievalIndex:
@@ -256,7 +255,7 @@ class Normalizer:
 
     def provenance(self) -> tuple[str, str | None]:
         """(models, adapter) recorded with every cached answer."""
-        encoder = fingerprint(model_path(self.settings.encoder_for(self.ontology)))  # without loading it
+        encoder = encoder_stamp(self.settings, self.ontology)  # without loading it
         chars = "+chars" if self.settings.char_tier else ""
         parts = [f"{name}[{encoder}:{self.variant}{chars}]" if name == "retrieval" else name for name in self.route]
         reranker = self.settings.reranker_models.get(self.ontology)

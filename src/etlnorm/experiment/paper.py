@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 from sqlalchemy import Engine
 
-from etlnorm.cascade.encoder import Encoder, load_encoder
+from etlnorm.cascade.encoder import Encoder, encoder_for
 from etlnorm.cascade.normalizer import Normalizer
 from etlnorm.cascade.retrieval import load_index
 from etlnorm.config import Settings, load_settings
@@ -197,7 +197,7 @@ def run_experiment(
             split.correct[name + "_constrained"] = _matches(ids, split.current)
             timed(name + "_constrained", time.perf_counter() - t)
 
-    encoder = load_encoder(settings.encoder_for(ontology), settings.encode_batch_size, settings.encoder_device)
+    encoder = encoder_for(settings, ontology)
     t = time.perf_counter()
     index = load_index(engine, ontology, encoder, settings.home_dir, variant)
     timed("index", time.perf_counter() - t)

@@ -106,7 +106,7 @@ def tune(engine: Engine, settings: Settings, ontology: str, budget_minutes: floa
         def train() -> str:
             info, _ = train_rerank_adapter(engine, settings, ontology, split.train, [], folder, lm=lm,
                                            config=FinetuneConfig(epochs=1, seed=seed), queries=queries, seed=seed,
-                                           extra_metadata={"release": split.release,
+                                           extra_metadata={"release": split.release, "content": default.fingerprint,
                                                            "heldout": {"protocol": protocol, "seed": seed}})  # fmt: skip
             m = info.metadata
             return f"{m['data']['queries']} queries, {m['metrics']['steps']} steps, weight {m['weight']:.2f}: {folder}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etlnorm.cascade.calibration import calibration_folder, load_calibration
-from etlnorm.cascade.encoder import fingerprint, model_path
+from etlnorm.cascade.encoder import encoder_stamp, model_path
 from etlnorm.cascade.normalizer import LLM_TIERS, Normalizer
 from etlnorm.cascade.retrieval import index_folder, is_built
 from etlnorm.config import Settings, config_file, load_settings
@@ -89,7 +89,7 @@ def _prepared(normalizer: Normalizer) -> list[Check]:
     checks = []
     if normalizer.uses_index:
         try:
-            stamp = fingerprint(model_path(settings.encoder_for(name)))
+            stamp = encoder_stamp(settings, name)
         except EtlnormError:
             return checks  # the encoder check says why
         folder = index_folder(settings.home_dir, name, normalizer.fingerprint, stamp, normalizer.variant)

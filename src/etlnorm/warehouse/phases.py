@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from etlnorm.cascade.answer import Answer
@@ -216,6 +216,7 @@ def carry_over(plan: RunPlan) -> int:
     ).format(distinct=_distinct_terms(plan))
     params = plan.params(o=plan.ontology, p=plan.producer, fp=plan.fingerprint, lexical=list(LEXICAL_METHODS))
     with plan.engine().connect() as conn:
+        analyze_if_stale(conn)
         rows = raw(conn).execute(query, params).fetchall()
     if not rows:
         return 0
@@ -234,6 +235,19 @@ def carry_over(plan: RunPlan) -> int:
     return len(kept)
 
 
+def analyze_if_stale(conn: Connection, share: float = 0.1) -> None:
+    """ANALYZE the mapping cache when over ``share`` of its rows changed since its statistics were taken.
+
+    A cache just filled by a run (or its new columns, never analyzed) makes the planner expect one
+    matching row and join 20k terms to 40k cached answers in a nested loop: minutes instead of a
+    second. Autovacuum would analyze it later; the next run's set-based selects need it now."""
+    stale = conn.execute(text("SELECT n_mod_since_analyze > :share * greatest(n_live_tup, 1000) FROM pg_stat_user_tables"
+                              " WHERE relid = 'etlnorm.mapping'::regclass"), {"share": share}).scalar()  # fmt: skip
+    if stale:
+        conn.execute(text("ANALYZE etlnorm.mapping"))
+        conn.commit()
+
+
 def pending_terms(plan: RunPlan) -> tuple[list[str], int]:
     """(distinct terms without a cached mapping of this content and producer, number of distinct
     non-empty terms)."""
@@ -244,6 +258,7 @@ def pending_terms(plan: RunPlan) -> tuple[list[str], int]:
     ).format(distinct=_distinct_terms(plan))
     params = plan.params(o=plan.ontology, fp=plan.fingerprint, p=plan.producer, force=plan.force)
     with plan.engine().connect() as conn:
+        analyze_if_stale(conn)
         rows = raw(conn).execute(query, params).fetchall()
     return [term for term, missing in rows if missing], len(rows)
 
