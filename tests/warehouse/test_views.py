@@ -72,3 +72,31 @@ def test_mapping_review_lists_abstentions_with_their_candidates(engine, hp):
     for _, confidence, candidates in review:
         assert confidence < floor
         assert candidates and all({"id", "label", "score"} <= set(c) for c in candidates)
+
+
+def test_lookup_answers_in_the_current_release_only(engine, hp):
+    """A cached ID that is now an alt ID or obsolete with a replacement comes back as today's ID with
+    today's label; one obsolete with no replacement comes back as nothing, never as itself."""
+    with engine.connect() as conn:
+        replaced, current = conn.execute(text(
+            "SELECT o.id, r.id FROM etlnorm.term o JOIN etlnorm.term r ON r.ontology = o.ontology AND r.id = o.replaced_by"
+            " WHERE o.ontology = 'hp' AND o.obsolete AND NOT r.obsolete ORDER BY o.id LIMIT 1")).one()  # fmt: skip
+        gone = conn.execute(text("SELECT id FROM etlnorm.term WHERE ontology = 'hp' AND obsolete AND replaced_by IS NULL"
+                                 " ORDER BY id LIMIT 1")).scalar()  # fmt: skip
+        alt, alt_current = conn.execute(text("SELECT alt_id, id FROM etlnorm.alt_id WHERE ontology = 'hp' ORDER BY 1 LIMIT 1")).one()
+        label = conn.execute(text("SELECT label FROM etlnorm.term WHERE ontology = 'hp' AND id = :i"), {"i": current}).scalar()
+    cached = {"zq replaced term": replaced, "zq gone term": gone, "zq alt term": alt}
+    with engine.begin() as conn:
+        for term, ident in cached.items():  # answers cached under an older release, as a store upgrade leaves them
+            conn.execute(text("INSERT INTO etlnorm.mapping (ontology, term_md5, term, norm_term, release, id, label,"
+                              " confidence, method) VALUES ('hp', md5(:t)::uuid, :t, :t, 'old', :i, 'old label', 0.9,"
+                              " 'retrieval') ON CONFLICT DO NOTHING"), {"t": term, "i": ident})  # fmt: skip
+    try:
+        with engine.connect() as conn:
+            found = {t: conn.execute(text("SELECT id, label FROM etlnorm.lookup(:t, 'hp')"), {"t": t}).all() for t in cached}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM etlnorm.mapping WHERE ontology = 'hp' AND term = ANY(:t)"), {"t": list(cached)})
+    assert found["zq replaced term"] == [(current, label)]
+    assert found["zq alt term"][0][0] == alt_current
+    assert found["zq gone term"] == []
