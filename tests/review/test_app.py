@@ -76,13 +76,13 @@ def test_every_form_needs_the_csrf_token(engine, review_target):
     stranger = client()  # another client's cookie does not match this token
     assert stranger.post("/decide", data={**form, "csrf": token}).status_code == 403
     assert curations(engine, WOBBLY) == []
-    page = c.get("/")
+    page = c.get("/?" + VIEW)
     assert page.headers["x-frame-options"] == "DENY" and "script-src 'self'" in page.headers["content-security-policy"]
 
 
 def test_read_only_shows_the_queue_and_refuses_changes(engine, review_target):
     c = client(read_only=True)
-    page = c.get("/")
+    page = c.get("/?" + VIEW)
     assert page.status_code == 200 and WOBBLY in page.text and "read-only" in page.text
     assert 'action="/decide"' not in page.text and 'action="/apply"' not in page.text
     token = c.cookies[CSRF_COOKIE]
@@ -92,7 +92,7 @@ def test_read_only_shows_the_queue_and_refuses_changes(engine, review_target):
 
 
 def test_every_value_is_escaped(engine, review_target):
-    page = client().get("/").text
+    page = client().get("/?" + VIEW).text
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; fits" in page
     assert "<script>alert" not in page
     with engine.begin() as conn:  # a hostile method name reaches the overview's chart legend
