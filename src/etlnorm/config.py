@@ -113,9 +113,7 @@ class Settings(BaseSettings):
     )
     encode_batch_size: int = Field(default=256, description="Strings per encoder batch.")
     encoder_backend: str = Field(
-        default="onnx-int8",
-        description="How the encoder runs on a CPU: onnx-int8 (measured 2x torch at the same held-out acc@1, "
-                    "bench/RESULTS-encoder.md), onnx or torch; exported once per model weights, cached under home.",
+        default="torch", description="How the encoder runs on a CPU: torch, onnx or onnx-int8 (exported once, cached under home)."
     )
     encoder_device: str = Field(
         default="auto", description="Where the encoder runs: auto (CUDA when torch sees a GPU, in fp16; else CPU), cpu, cuda:N."
