@@ -2,14 +2,18 @@
 
 The paper's finding: a small model cannot spell arbitrary numeric IDs it never memorized, but it
 reads words. So the adapter learns the *label* a phrase means (``llm.rerank.label_message`` prompt →
-the gold concept's label), and the rerank tier scores retrieval's top candidates by the likelihood of
+a concept's label), and the rerank tier scores retrieval's top candidates by the likelihood of
 their labels, combined with retrieval's score: ``weight`` · p + (1 − weight) · score, the weight
 fitted on a dev slice as for the cross-encoder (an adapter that replaced retrieval's order would be
 worse than none).
 
 Queries are strings of the training part that retrieval has *not* indexed: a seeded sample of
 synonyms moved out of the index (``finetune.reranker.dev_split``) and one seeded variant of each; a
-share of them is the dev slice, whose candidates come from retrieval over the rest.
+share of them is the dev slice. Each training query is a group: the gold label and, as hard
+negatives, the labels of the other candidates retrieval returns for it over that index. The loss is
+listwise on the very score the tier ranks by (the mean log-likelihood of a label,
+``llm.rerank.mean_answer_logprob``): cross-entropy of the softmax over the group with the gold as
+target, plus the gold label's own token loss, which keeps the model saying names.
 
 A first design, candidates behind letters with the gold letter as the target (one pass per term),
 was dropped after a trial in which SmolLM2-135M learned only the position prior. Saying the label
@@ -22,9 +26,11 @@ import logging
 import random
 import time
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from sqlalchemy import Engine
 
 from etlnorm.cascade.answer import Candidate
@@ -39,16 +45,18 @@ from etlnorm.finetune.config import FinetuneConfig
 from etlnorm.finetune.encoder import digest, retrieval_scores
 from etlnorm.finetune.reranker import WEIGHTS, RerankerConfig, dev_split
 from etlnorm.finetune.train import METADATA_FILE, AdapterInfo, base_model_metadata, save_adapter, train_lora
-from etlnorm.llm.generate import MAX_PROMPT_TOKENS
+from etlnorm.llm.generate import Prefix
 from etlnorm.llm.model import LanguageModel, rerank_adapter_name
 from etlnorm.llm.prompts import clean_term, render
-from etlnorm.llm.rerank import label_message, rerank
+from etlnorm.llm.rerank import answer_sequences, label_message, mean_answer_logprob, rerank
 
 log = logging.getLogger(__name__)
 
 Search = Callable[[list[str], int], list[list[Candidate]]]  # texts, k -> retrieval's candidates
 TASK = "rerank"
 DEV_SHARE = 0.15  # of the training queries, held back to fit the weight
+NEGATIVES = 4  # hard negatives per training query: with the gold, the tier's pool of top_k 5
+GROUPS_PER_STEP = 4  # training queries per optimizer step (each a gold and its negatives)
 
 
 def rerank_queries(strings: View, labels: dict[str, str | None], n: int, seed: int,
@@ -66,18 +74,45 @@ def rerank_queries(strings: View, labels: dict[str, str | None], n: int, seed: i
     return index, [(q, g) for q, g in dict.fromkeys(queries) if string_key(q) not in banned]
 
 
-def label_examples(tokenizer: Any, ontology: str, queries: Sequence[tuple[str, str]],
-                   labels: dict[str, str | None]) -> list[tuple[list[int], list[int]]]:  # fmt: skip
-    """(input_ids, labels) per query: -100 on the prompt, the gold concept's label and EOS after it."""
-    kept = [(q, labels[g]) for q, g in queries if labels.get(g)]
-    prompts = tokenizer([render(tokenizer, label_message(ontology, q)) for q, _ in kept], add_special_tokens=False).input_ids
-    answers = tokenizer([clean_term(label) for _, label in kept], add_special_tokens=False).input_ids
-    eos = int(tokenizer.eos_token_id)
-    out = []
-    for prompt, answer in zip(prompts, answers, strict=True):
-        prompt = prompt[-MAX_PROMPT_TOKENS:]
-        out.append((prompt + answer + [eos], [-100] * len(prompt) + answer + [eos]))
-    return out
+@dataclass(frozen=True)
+class Group:
+    """One training query: its prompt's tokens and candidate labels' tokens (+ EOS), the gold's first."""
+
+    prompt: list[int]
+    answers: list[list[int]]
+
+
+def label_groups(lm: LanguageModel, ontology: str, queries: Sequence[tuple[str, str]], labels: dict[str, str | None],
+                 pools: Sequence[Sequence[Candidate]], negatives: int = NEGATIVES) -> list[Group]:  # fmt: skip
+    """Per query whose gold has a label: the gold label, then up to ``negatives`` labels of the other
+    candidates retrieval returned for it (``pools``, aligned with ``queries``): its hard negatives."""
+    groups = []
+    for (query, gold), pool in zip(queries, pools, strict=True):
+        if not labels.get(gold):
+            continue
+        wrong = [c.label for c in pool if c.id != gold and c.label][:negatives]
+        answers = [clean_term(text) for text in [labels[gold], *wrong]]
+        seqs = answer_sequences(lm, [(render(lm.tokenizer, label_message(ontology, query)), a) for a in answers])
+        groups.append(Group(seqs[0][0], [a for _, a in seqs]))
+    return groups
+
+
+def listwise_loss(lm: LanguageModel) -> Callable[[Any, Sequence[Group]], tuple[torch.Tensor, int]]:
+    """The step loss of ``train_lora`` over groups: softmax cross-entropy of each group's mean label
+    log-likelihoods with the gold as target, plus the gold's negative mean log-likelihood."""
+
+    def loss(model: Any, groups: Sequence[Group]) -> tuple[torch.Tensor, int]:
+        seqs = [(g.prompt, a) for g in groups for a in g.answers]
+        prefix = Prefix.of(model, [p for p, _ in seqs], lm.device)
+        scores = mean_answer_logprob(model, prefix, seqs, lm.tokenizer.pad_token_id, lm.device, reuse=True)
+        total, start = scores.new_zeros(()), 0
+        for g in groups:
+            own = scores[start : start + len(g.answers)]
+            total = total + torch.nn.functional.cross_entropy(own.unsqueeze(0), own.new_zeros(1, dtype=torch.long)) - own[0]
+            start += len(g.answers)
+        return total / len(groups), len(groups)
+
+    return loss
 
 
 def label_probabilities(lm: LanguageModel, adapter: str | None, ontology: str, terms: Sequence[str],
@@ -140,13 +175,15 @@ def train_rerank_adapter(engine: Engine, settings: Settings, ontology: str, stri
     dev = random.Random(seed).sample(picked, max(1, round(DEV_SHARE * len(picked))))
     held = set(dev)
     train = [q for q in picked if q not in held]
-    rows = label_examples(lm.tokenizer, ontology, train, labels)
-    if len(rows) < 2:
-        raise EtlnormError(f"only {len(rows)} training queries for the {ontology} reranker")
-    trained = train_lora(lm, rows, config, desc=f"fine-tuning the {ontology} reranker", progress=progress)
+    search = search_over(index)
+    groups = label_groups(lm, ontology, train, labels, search([q for q, _ in train], k))
+    if len(groups) < 2:
+        raise EtlnormError(f"only {len(groups)} training queries for the {ontology} reranker")
+    trained = train_lora(lm, groups, config, desc=f"fine-tuning the {ontology} reranker", progress=progress,
+                         step_loss=listwise_loss(lm), rows_per_step=GROUPS_PER_STEP)  # fmt: skip
     tuned = LanguageModel(trained.model, lm.tokenizer, f"{lm.key}#rerank", lm.device)
     started = time.perf_counter()
-    weight, dev_accuracy = fit_weight(tuned, None, ontology, dev, search_over(index), k)
+    weight, dev_accuracy = fit_weight(tuned, None, ontology, dev, search, k)
     log.info("%s reranker: weight %.2f (dev acc@1 %s at 0, %s at it), fitted in %.0f s", ontology, weight,
              dev_accuracy["0.00"], dev_accuracy[f"{weight:.2f}"], time.perf_counter() - started)  # fmt: skip
     info = save_adapter(trained.model, out, {
@@ -157,7 +194,9 @@ def train_rerank_adapter(engine: Engine, settings: Settings, ontology: str, stri
         "top_k": k,
         "weight": weight,
         "dev_acc_at_1_by_weight": dev_accuracy,
-        "data": {"queries": len(train), "dev_queries": len(dev), "sha256": digest(train)},
+        "data": {"queries": len(train), "dev_queries": len(dev), "sha256": digest(train),
+                 "negatives": sum(len(g.answers) - 1 for g in groups)},
+        "loss": f"listwise over the gold and up to {NEGATIVES} of retrieval's candidates, plus the gold's token loss",
         "hyperparameters": {**config.as_dict(), "batch_size_used": trained.batch_size},
         "metrics": trained.metrics,
         **(extra_metadata or {}),

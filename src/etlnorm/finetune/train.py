@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,20 +45,38 @@ def read_metadata(folder: str | Path) -> dict[str, Any]:
     return read_json(folder, METADATA_FILE, "adapter")
 
 
-def _batches(rows: Sequence[tuple[list[int], list[int]]], order: list[int], size: int, pad_id: int,
-             device: torch.device):  # fmt: skip
-    """Right-padded (input_ids, attention_mask, labels) batches in ``order``."""
+Row = tuple[list[int], list[int]]  # (input_ids, labels with -100 where no loss)
+# A training step's loss over some rows of whatever kind a task trains on, and its weight in the
+# epoch's mean (tokens, queries).
+StepLoss = Callable[[Any, Sequence[Any]], tuple[torch.Tensor, int]]
+
+
+def _padded(chunk: Sequence[Row], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded (input_ids, attention_mask, labels) of a batch of rows."""
+    width = max(len(ids) for ids, _ in chunk)
+    ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    for r, (seq, lab) in enumerate(chunk):
+        ids[r, : len(seq)] = torch.tensor(seq)
+        labels[r, : len(lab)] = torch.tensor(lab)
+        mask[r, : len(seq)] = 1
+    return ids.to(device), mask.to(device), labels.to(device)
+
+
+def token_loss(pad_id: int, device: torch.device) -> StepLoss:
+    """The language-model loss on the labelled tokens of (input_ids, labels) rows."""
+
+    def loss(model: Any, chunk: Sequence[Row]) -> tuple[torch.Tensor, int]:
+        ids, mask, labels = _padded(chunk, pad_id, device)
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss, int((labels != -100).sum())
+
+    return loss
+
+
+def _chunks(rows: Sequence[Any], order: list[int], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(order), size):
-        chunk = [rows[i] for i in order[start : start + size]]
-        width = max(len(ids) for ids, _ in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for r, (seq, lab) in enumerate(chunk):
-            ids[r, : len(seq)] = torch.tensor(seq)
-            labels[r, : len(lab)] = torch.tensor(lab)
-            mask[r, : len(seq)] = 1
-        yield ids.to(device), mask.to(device), labels.to(device)
+        yield [rows[i] for i in order[start : start + size]]
 
 
 def _schedule(step: int, total: int, warmup: int) -> float:
@@ -76,17 +94,22 @@ class Trained:
     metrics: dict[str, Any]
 
 
-def train_lora(lm: LanguageModel, rows: Sequence[tuple[list[int], list[int]]], config: FinetuneConfig, *,
-               desc: str, progress: bool = True) -> Trained:  # fmt: skip
-    """Train a fresh LoRA adapter on ``rows`` ((input_ids, labels) with -100 where no loss) on a
-    private copy of ``lm``'s base model; ``lm`` itself is left untouched."""
+def train_lora(lm: LanguageModel, rows: Sequence[Any], config: FinetuneConfig, *, desc: str, progress: bool = True,
+               step_loss: StepLoss | None = None, rows_per_step: int | None = None) -> Trained:  # fmt: skip
+    """Train a fresh LoRA adapter on ``rows`` on a private copy of ``lm``'s base model; ``lm`` itself
+    is left untouched.
+
+    By default rows are (input_ids, labels) and the loss is the language model's (``token_loss``);
+    ``step_loss`` trains on rows of another kind, ``rows_per_step`` of them per optimizer step
+    (default: the config's batch size)."""
     from peft import LoraConfig, get_peft_model
 
     if not rows:
         raise EtlnormError("no training examples")
     started = time.perf_counter()
     device = lm.device
-    batch_size = config.resolved_batch_size(device)
+    batch_size = rows_per_step or config.resolved_batch_size(device)
+    step_loss = step_loss or token_loss(lm.tokenizer.pad_token_id, device)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     base_model = lm.model
@@ -105,27 +128,32 @@ def train_lora(lm: LanguageModel, rows: Sequence[tuple[list[int], list[int]]], c
     use_autocast = device.type == "cuda" and next(base_model.parameters()).dtype == torch.bfloat16
     shuffler = torch.Generator().manual_seed(config.seed)
     epoch_losses: list[float] = []
+    steps_loss: list[float] = []
     model.train()
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress)
     for epoch in range(config.epochs):
         order = torch.randperm(len(rows), generator=shuffler).tolist()
         losses, weights = [], []
-        for ids, mask, labels in _batches(rows, order, batch_size, lm.tokenizer.pad_token_id, device):
+        for chunk in _chunks(rows, order, batch_size):
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_autocast):
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                loss, weight = step_loss(model, chunk)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-            weights.append(int((labels != -100).sum()))
+            weights.append(weight)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
         epoch_losses.append(sum(v * w for v, w in zip(losses, weights, strict=True)) / max(1, sum(weights)))
+        steps_loss += losses
     bar.close()
     model.eval()
+    tenth = max(1, len(steps_loss) // 10)  # the loss of the first and last tenth of the steps: did it learn?
     metrics = {"epoch_loss": [round(x, 4) for x in epoch_losses], "final_loss": round(epoch_losses[-1], 4),
+               "loss_first_tenth": round(sum(steps_loss[:tenth]) / tenth, 4),
+               "loss_last_tenth": round(sum(steps_loss[-tenth:]) / tenth, 4),
                "train_seconds": round(time.perf_counter() - started, 1), "steps": total, "examples": len(rows)}  # fmt: skip
     return Trained(model, batch_size, metrics)
 

@@ -119,17 +119,20 @@ class Prefix:
         out = model(input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1)
         return cls(ids, out.cache)
 
-    def inputs(self, sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device, *, left: bool = True
-               ) -> tuple[torch.Tensor, torch.Tensor, Any]:  # fmt: skip
+    def inputs(self, sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device, *, left: bool = True,
+               reuse: bool = False) -> tuple[torch.Tensor, torch.Tensor, Any]:  # fmt: skip
         """(input_ids, attention_mask, cache for this batch): prefix + own parts padded on the left
-        (generation: every row ends together) or on the right (scoring: positions stay natural)."""
+        (generation: every row ends together) or on the right (scoring: positions stay natural).
+
+        ``reuse``: expand this prefix's own cache instead of a copy (a training step computes its
+        prefix once, with gradients, which a copy would cut)."""
         n = len(self.ids)
         own_ids, own_mask = pad([s[n:] for s in sequences], pad_id, device, left=left)
         if self.cache is None:
             return own_ids, own_mask, None
         rows = len(sequences)
         head = torch.tensor([self.ids] * rows, dtype=torch.long, device=device)
-        cache = copy.deepcopy(self.cache)
+        cache = self.cache if reuse else copy.deepcopy(self.cache)
         cache.batch_repeat_interleave(rows)
         return (torch.cat([head, own_ids], dim=1), torch.cat([torch.ones_like(head), own_mask], dim=1), cache)
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from etlnorm.threads import apply_threads
+
 log = logging.getLogger(__name__)
 
 ADAPTER_METADATA = "etlnorm-adapter.json"  # beside every LoRA adapter etlnorm trains (finetune.train)
@@ -135,11 +137,15 @@ def load_model(
     dtype: str = "auto",
     device: str = "auto",
     adapters: Mapping[str, str | Path] | None = None,
+    threads: int = 0,
 ) -> LanguageModel:
     """The model at ``path`` (a folder, a ``.gguf`` file, a hub id when online; None: SmolLM2),
-    loaded once per (path, file, dtype, device) in this process, with ``adapters`` attached."""
+    loaded once per (path, file, dtype, device) in this process, with ``adapters`` attached;
+    ``threads``: torch's intra-op threads on a CPU (0: the cores available, ``etlnorm.threads``)."""
     source, gguf = resolve_source(path, gguf_file)
     dev = pick_device(device)
+    if dev.type == "cpu":
+        apply_threads(threads)
     torch_dtype = pick_dtype(dtype, dev)
     key = (source, gguf or "", str(torch_dtype), str(dev))
     with _CACHE_LOCK:
@@ -161,7 +167,8 @@ def load_from_settings(settings: Any) -> LanguageModel:
     under their ontology's name, rerank adapters under ``rerank_adapter_name``."""
     adapters = {**settings.llm_adapters,
                 **{rerank_adapter_name(o): path for o, path in settings.llm_rerank_adapters.items()}}  # fmt: skip
-    return load_model(settings.llm_model, settings.llm_gguf_file, settings.llm_dtype, settings.llm_device, adapters)
+    return load_model(settings.llm_model, settings.llm_gguf_file, settings.llm_dtype, settings.llm_device, adapters,
+                      settings.threads)
 
 
 def _load(source: str, gguf: str | None, dtype: torch.dtype, device: torch.device) -> LanguageModel:

@@ -61,28 +61,46 @@ def answer_loglik(
     each row's own part is right-padded: in a causal model later padding cannot affect earlier
     positions.
     """
-    tok = lm.tokenizer
-    prompts = tok([p for p, _ in pairs], add_special_tokens=False).input_ids if pairs else []
-    answers = tok([a for _, a in pairs], add_special_tokens=False).input_ids if pairs else []
-    seqs = [(p[-MAX_PROMPT_TOKENS:], a[:MAX_ANSWER_TOKENS] + [lm.eos_token_id]) for p, a in zip(prompts, answers, strict=True)]
+    seqs = answer_sequences(lm, pairs)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
     out = [0.0] * len(seqs)
     with lm.for_ontology(ontology) as model, torch.inference_mode():
         prefix = Prefix.of(model, [p for p, _ in seqs], lm.device)  # prompts only: answers start after it
-        n = len(prefix.ids)
         for start in range(0, len(order), max(1, batch_size)):
             batch = order[start : start + batch_size]
-            ids, mask, cache = prefix.inputs([seqs[i][0] + seqs[i][1] for i in batch], tok.pad_token_id, lm.device,
-                                             left=False)  # fmt: skip
-            own = ids[:, n:]
-            logits = model(input_ids=own, attention_mask=mask, cache=cache, use_cache=cache is not None).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            target = logp.gather(2, own[:, 1:].unsqueeze(2)).squeeze(2).cpu()
-            for row, i in enumerate(batch):
-                p, a = seqs[i]
-                first = len(p) - n - 1  # logit position predicting the answer's first token
-                out[i] = float(target[row, first : first + len(a)].mean())
+            scores = mean_answer_logprob(model, prefix, [seqs[i] for i in batch], lm.tokenizer.pad_token_id, lm.device)
+            for i, score in zip(batch, scores.tolist(), strict=True):
+                out[i] = float(score)
     return out
+
+
+def answer_sequences(lm: LanguageModel, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """(prompt tokens, answer tokens + EOS) per (prompt, answer) text pair, both cut to their limits."""
+    if not pairs:
+        return []
+    tok = lm.tokenizer
+    prompts = tok([p for p, _ in pairs], add_special_tokens=False).input_ids
+    answers = tok([a for _, a in pairs], add_special_tokens=False).input_ids
+    return [(p[-MAX_PROMPT_TOKENS:], a[:MAX_ANSWER_TOKENS] + [lm.eos_token_id]) for p, a in zip(prompts, answers, strict=True)]
+
+
+def mean_answer_logprob(model: torch.nn.Module, prefix: Prefix, seqs: Sequence[tuple[list[int], list[int]]],
+                        pad_id: int, device: torch.device, *, reuse: bool = False) -> torch.Tensor:  # fmt: skip
+    """Per (prompt, answer) row: the mean log-probability of the answer's tokens, one forward pass.
+
+    The scoring and the training of the reranker share it, so the adapter learns the very score the
+    tier ranks by (``reuse``: train with the prefix's own cache, see ``Prefix.inputs``)."""
+    n = len(prefix.ids)
+    ids, mask, cache = prefix.inputs([p + a for p, a in seqs], pad_id, device, left=False, reuse=reuse)
+    own = ids[:, n:]
+    logits = model(input_ids=own, attention_mask=mask, cache=cache, use_cache=cache is not None).logits.float()
+    logp = torch.log_softmax(logits[:, :-1], dim=-1)
+    target = logp.gather(2, own[:, 1:].unsqueeze(2)).squeeze(2)
+    picks = torch.zeros_like(target)
+    for row, (p, a) in enumerate(seqs):
+        first = len(p) - n - 1  # logit position predicting the answer's first token
+        picks[row, first : first + len(a)] = 1.0 / len(a)
+    return (target * picks).sum(dim=1)
 
 
 def softmax(scores: Sequence[float]) -> list[float]:
