@@ -25,6 +25,8 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from etlnorm.config import load_settings
 from etlnorm.db.engine import masked_database
+from etlnorm.threads import ENV as THREADS_ENV
+from etlnorm.threads import worker_share
 from etlnorm.warehouse.phases import RunPlan, plan_run
 from etlnorm.warehouse.run import RunReport, execute_run
 from etlnorm.warehouse.summary import artifact_key, run_markdown
@@ -75,9 +77,11 @@ def make_task_runner(runner: str, dask_address: str | None = None, dask_workers:
 
         if dask_address:
             return DaskTaskRunner(address=dask_address)
+        share = str(worker_share(dask_workers))  # each worker's torch/ONNX threads: the cores split, not multiplied
         return DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                              cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1,
-                                              "processes": True, "dashboard_address": None})  # fmt: skip
+                              cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1, "processes": True,
+                                              "dashboard_address": None,
+                                              "env": {THREADS_ENV: share, "OMP_NUM_THREADS": share}})  # fmt: skip
     raise ValueError(f"runner must be one of {RUNNERS}, not {runner!r}")
 
 
@@ -124,4 +128,5 @@ def normalize_table(table: str, column: str, ontology: str, key: str | None = No
             "release": plan.release, "artifact": key_name, "stats": asdict(stats),
             "histogram": [asdict(b) for b in report.histogram],
             "processes": sorted({b.pid for b in report.batches}),
-            "normalizers": sorted({(b.pid, b.normalizer) for b in report.batches})}  # fmt: skip
+            "normalizers": sorted({(b.pid, b.normalizer) for b in report.batches}),
+            "threads": sorted({(b.pid, b.threads) for b in report.batches})}  # fmt: skip

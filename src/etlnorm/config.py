@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     encoder_device: str = Field(
         default="auto", description="Where the encoder runs: auto (CUDA when torch sees a GPU, in fp16; else CPU), cpu, cuda:N."
     )
+    threads: int = Field(
+        default=0, ge=0,
+        description="Intra-op threads of torch and ONNX Runtime (encoder, LLM); 0: the cores this process may use. "
+        "A local Dask cluster sets it per worker to an equal share.",
+    )
     top_k: int = Field(default=5, description="Candidates kept per term.")
     min_confidence: float = Field(
         # Calibrated, 0.85 writes IDs at precision 0.90 on held-out HPO synonyms (bench/bench_trust.py).

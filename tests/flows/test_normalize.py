@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from etlnorm.config import load_settings
 from etlnorm.ontology.registry import fetch_source, spec_for
+from etlnorm.threads import worker_share
 from etlnorm.warehouse.phases import pending_terms, plan_run
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 from tests.warehouse.test_run import checksum, scalar
@@ -173,6 +174,7 @@ def test_dask_runner_on_two_local_workers_gives_the_same_table(engine, terms, ha
     # Batches ran in the Dask worker processes, each of which loaded its normalizer once.
     assert os.getpid() not in on_dask["processes"] and 1 <= len(on_dask["processes"]) <= 2
     assert len(on_dask["normalizers"]) == len(on_dask["processes"])
+    assert {n for _, n in on_dask["threads"]} == {worker_share(2)}  # the cores split between the workers
     default = normalize_table("flows.threads", "term", "hp", batch_size=25, force=True, update_batch_rows=1000)
     assert default["stats"]["new_terms"] == on_dask["stats"]["new_terms"]
     # Same IDs, labels and methods row for row; confidences equal to 1e-4 (Dask workers run the encoder

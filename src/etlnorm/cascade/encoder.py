@@ -13,6 +13,7 @@ import numpy as np
 from etlnorm.cascade.onnx_encoder import BACKENDS, OnnxNetwork
 from etlnorm.config import Settings
 from etlnorm.errors import ConfigError
+from etlnorm.threads import apply_threads
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,8 @@ class Encoder:
     model runs in fp16 (cosine ranks are unchanged at that precision)."""
 
     def __init__(self, path: Path, batch_size: int = 256, device: str = "auto", backend: str = "torch",
-                 cache: Path | None = None) -> None:  # fmt: skip
+                 cache: Path | None = None, threads: int = 0) -> None:  # fmt: skip
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
         from sentence_transformers import SentenceTransformer
 
         if backend not in BACKENDS:
@@ -82,11 +82,13 @@ class Encoder:
         self.batch_size = batch_size
         self.device = pick_device(device)
         self.model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
+        if self.device == "cpu":
+            apply_threads(threads)
         self.onnx: OnnxNetwork | None = None
         if backend != "torch" and self.device == "cpu":  # ONNX serves the CPU; a GPU runs torch in fp16
             if cache is None:
                 raise ConfigError(f"encoder_backend {backend} needs a cache folder for the exported model")
-            self.onnx = OnnxNetwork(self.model, cache, fingerprint(path), backend, torch.get_num_threads())
+            self.onnx = OnnxNetwork(self.model, cache, fingerprint(path), backend, apply_threads(threads))
         # Vectors of another backend are other vectors: indexes and cached answers are keyed apart.
         self.backend = backend if self.onnx is not None else "torch"
         self.fingerprint = fingerprint(path) + ("" if self.backend == "torch" else f"-{self.backend}")
@@ -119,9 +121,9 @@ class Encoder:
 
 @cache
 def load_encoder(configured: str | None, batch_size: int = 256, device: str = "auto", backend: str = "torch",
-                 cache: Path | None = None) -> Encoder:  # fmt: skip
+                 cache: Path | None = None, threads: int = 0) -> Encoder:  # fmt: skip
     """One encoder per model folder (device, backend) per process."""
-    return Encoder(model_path(configured), batch_size, device, backend, cache)
+    return Encoder(model_path(configured), batch_size, device, backend, cache, threads)
 
 
 def effective_backend(settings: Settings) -> str:
@@ -138,4 +140,4 @@ def encoder_stamp(settings: Settings, ontology: str) -> str:
 def encoder_for(settings: Settings, ontology: str) -> Encoder:
     """The encoder the settings name for ``ontology``: model, batch size, device and backend."""
     return load_encoder(settings.encoder_for(ontology), settings.encode_batch_size, settings.encoder_device,
-                        effective_backend(settings), settings.home_dir / "encoders")  # fmt: skip
+                        effective_backend(settings), settings.home_dir / "encoders", settings.threads)  # fmt: skip

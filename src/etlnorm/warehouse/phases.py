@@ -278,10 +278,13 @@ class BatchReport:
     pid: int
     normalizer: int  # id() of the warm normalizer that answered: one per process
     methods: dict[str, int] = field(default_factory=dict)
+    threads: int = 0  # torch's intra-op threads in that process
 
 
 def normalize_batch(plan: RunPlan, terms: Sequence[str]) -> BatchReport:
     """Normalize one batch of distinct terms and upsert the answers into the mapping cache."""
+    import torch  # loaded by the encoder already; here only to report its threads
+
     normalizer = get_normalizer(plan.ontology, settings=plan.settings)  # warm per process
     start = time.perf_counter()
     answers = normalizer.normalize(terms)
@@ -290,7 +293,7 @@ def normalize_batch(plan: RunPlan, terms: Sequence[str]) -> BatchReport:
     timings = {"normalize": middle - start, "cache": time.perf_counter() - middle}
     log.info("normalized %d terms in %.2f s (pid %d)", len(terms), sum(timings.values()), os.getpid())
     return BatchReport(len(terms), cached, timings, os.getpid(), id(normalizer),
-                       dict(Counter(a.method for a in answers)))  # fmt: skip
+                       dict(Counter(a.method for a in answers)), torch.get_num_threads())  # fmt: skip
 
 
 def cache_answers(plan: RunPlan, normalizer: Normalizer, terms: Sequence[str], answers: Sequence[Answer]) -> int:
