@@ -903,11 +903,13 @@ def tune_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the split, the sample and the training.")] = 13,
     limit: Annotated[int, typer.Option(help="Held-out queries each route runs.")] = 300,
     adapter: Annotated[bool, typer.Option("--adapter/--no-adapter", help="Train a rerank adapter when the budget allows.")] = True,
+    encoder: Annotated[bool, typer.Option("--encoder/--no-encoder", help="Fine-tune the sentence encoder when the budget allows.")] = True,
     as_json: _JSON = False,
 ) -> None:  # fmt: skip
     """Prepare an ontology within a time budget and keep the route that measures best.
 
-    Builds the index, trains a rerank adapter for the LLM when the budget allows, measures every
+    Builds the index, fine-tunes the sentence encoder on the split's train part and trains a rerank
+    adapter for the LLM (its hard negatives from the best retrieval) when the budget allows, measures every
     route that has its models (never an untuned base model) on held-out queries of the release, keeps
     the most accurate one that costs at most tune_max_ms_per_term per term, calibrates it and stores
     it in HOME/tuned/ONTOLOGY.json, which `etlnorm run` then uses unless routing names a route.
@@ -926,7 +928,7 @@ def tune_cmd(
         ids, _ = resolve_gold(engine, ontology, frame["id"].to_list())
         pairs = [(t, i) for t, i in zip(frame["term"].to_list(), ids, strict=True) if t and i]
     report = tune(engine, settings, ontology, budget_minutes, gold=pairs, protocol=protocol, seed=seed, limit=limit,
-                  train_adapter=adapter,
+                  train_adapter=adapter, train_encoder=encoder,
                   load_lm=lambda: load_model(settings.llm_model, settings.llm_gguf_file, settings.llm_dtype,
                                              settings.llm_device))  # fmt: skip
     if as_json:

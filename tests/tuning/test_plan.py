@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -10,6 +11,8 @@ from sqlalchemy import text
 from etlnorm.cascade.calibration import calibration_folder, load_calibration
 from etlnorm.cascade.normalizer import Normalizer
 from etlnorm.config import load_settings, tuned_path
+from etlnorm.db.engine import init_db
+from etlnorm.ontology.registry import fetch_source, spec_for
 from etlnorm.tuning.plan import MIN_QUERIES, rerank_queries
 from etlnorm.warehouse.run import run_table
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
@@ -35,8 +38,8 @@ def test_tune_stores_a_measured_route_that_run_then_uses(engine, hp, untuned_env
     chosen = result["chosen"]
     best = max(result["heldout"], key=lambda r: (r["acc_at_1"], -r["ms_per_term"]))
     assert chosen["name"] == best["name"]  # the budget of 50 ms/term fits both plain routes
-    assert [s["name"] for s in result["steps"]] == ["index", "rerank adapter", "measure", "calibrate"]
-    assert "skipped" in result["steps"][1]["note"]
+    assert [s["name"] for s in result["steps"]] == ["index", "encoder", "rerank adapter", "measure", "calibrate"]
+    assert all("skipped" in s["note"] for s in result["steps"][1:3])  # a minute fits neither model
     stored = json.loads(tuned_path(etlnorm_home, "hp").read_text())
     assert stored["settings"]["routing"] == chosen["route"]
 
@@ -63,3 +66,47 @@ def test_the_adapter_step_is_sized_to_the_budget() -> None:
     assert rerank_queries(600, "cpu") >= MIN_QUERIES
     assert rerank_queries(600, "cuda") > rerank_queries(600, "cpu")
     assert rerank_queries(10**6, "cpu") == 4000  # capped
+
+
+def hp_slice(cache: Path, terms: int) -> str:
+    """The first ``terms`` stanzas of the pinned HPO release (real labels and synonyms), as an OBO text."""
+    path = fetch_source(spec_for("hp"), "pinned", cache, timeout=30).path
+    head, *stanzas = Path(path).read_text().split("\n[Term]\n")
+    kept = [s.split("\n[Typedef]\n")[0] for s in stanzas[:terms]]
+    return "".join(f"\n[Term]\n{s}" for s in kept) + "\n"
+
+
+def test_tune_fine_tunes_the_encoder_when_the_budget_fits_and_measures_both(scratch_url, tmp_path, etlnorm_home) -> None:
+    """On a 1,200-term slice of HPO a 4-minute budget fits all of the split's encoder pairs: tune trains
+    the encoder, builds its index, measures the routes with and without it on the same queries and
+    stores whichever wins, with the encoder it needs."""
+    from sqlalchemy import create_engine
+
+    from etlnorm.finetune.encoder import read_metadata
+    from etlnorm.ontology.update import update_release
+    from etlnorm.tuning.plan import tune
+    from tests.conftest import write_obo
+
+    engine = create_engine(scratch_url)
+    settings = load_settings().model_copy(update={"home": tmp_path / "home"})
+    init_db(engine)
+    update_release(engine, settings, "hp", write_obo(tmp_path, "2025-01-16", hp_slice(etlnorm_home / "ontologies", 1200)))
+    report = tune(engine, settings, "hp", 4.0, load_lm=lambda: pytest.fail("no LLM step was asked for"), limit=60,
+                  train_adapter=False)  # fmt: skip
+    steps = {s.name: s for s in report.steps}
+    assert list(steps) == ["index", "encoder", "rerank adapter", "measure", "calibrate"]
+    folder = settings.home_dir / "encoders" / "hp-synonym-s13-tuned"
+    meta = read_metadata(folder)
+    assert meta["heldout"] == {"protocol": "synonym", "seed": 13} and meta["pairs"] >= 200
+    assert f"{meta['pairs']} of {meta['pairs']} pairs" in steps["encoder"].note  # a small release: all its pairs
+    names = [r.name for r in report.heldout]
+    assert names == ["lexical+retrieval", "lexical+fuzzy+retrieval", "lexical+fuzzy+retrieval (tuned encoder)"]
+    stock, tuned = report.heldout[1], report.heldout[2]
+    assert stock.queries == tuned.queries == 60 and stock.route == tuned.route
+    print("stock vs tuned encoder, acc@1:", stock.acc_at_1, tuned.acc_at_1)
+    stored = json.loads(report.path.read_text())
+    assert stored["chosen"]["name"] == report.chosen.name
+    assert ("encoder_models" in stored["settings"]) == (report.chosen.name == tuned.name)
+    if report.chosen.name == tuned.name:
+        assert stored["settings"]["encoder_models"] == str(folder)
+    engine.dispose()

@@ -47,23 +47,28 @@ class RouteScore:
         return {**asdict(self), "route": list(self.route)}
 
 
-def candidates(ontology: str, settings: Settings, rerank_adapter: str | None = None) -> list[Candidate]:
+def candidates(ontology: str, settings: Settings, rerank_adapter: str | None = None,
+               encoder: str | None = None) -> list[Candidate]:  # fmt: skip
     """The routes worth measuring for ``ontology`` with the models at hand: string tiers then
-    retrieval, then each trained model tier on top (the cross-encoder, the LLM reranker, the
-    gene generator); never a model tier without its trained model."""
-    base = [Candidate("lexical+retrieval", ("lexical", "retrieval"), {}),
-            Candidate("lexical+fuzzy+retrieval", ("lexical", "fuzzy", "retrieval"), {})]  # fmt: skip
-    best = base[1].route
-    out = list(base)
+    retrieval (with the configured encoder, and again with ``encoder`` when ``tune`` just trained
+    one), then each trained model tier on top of the best of those (the cross-encoder, the LLM
+    reranker, the gene generator); never a model tier without its trained model."""
+    out = [Candidate("lexical+retrieval", ("lexical", "retrieval"), {}),
+           Candidate("lexical+fuzzy+retrieval", ("lexical", "fuzzy", "retrieval"), {})]  # fmt: skip
+    best = out[1].route
+    tuned = {"encoder_models": encoder} if encoder else {}
+    if encoder:
+        out.append(Candidate("lexical+fuzzy+retrieval (tuned encoder)", best, tuned))
+    prefix = "tuned encoder " if encoder else ""
     if ontology in settings.reranker_models:
-        out.append(Candidate("+crossencoder", (*best, "crossencoder"),
-                             {"reranker_models": settings.reranker_models[ontology]}))  # fmt: skip
+        out.append(Candidate(f"{prefix}+crossencoder", (*best, "crossencoder"),
+                             {**tuned, "reranker_models": settings.reranker_models[ontology]}))  # fmt: skip
     adapter = rerank_adapter or settings.llm_rerank_adapters.get(ontology)
     if adapter:
-        out.append(Candidate("+llm rerank", (*best, "rerank"), {"llm_rerank_adapters": adapter}))
+        out.append(Candidate(f"{prefix}+llm rerank", (*best, "rerank"), {**tuned, "llm_rerank_adapters": adapter}))
     if ontology in settings.llm_adapters:
         out.append(Candidate("lexical+llm+retrieval", ("lexical", "llm", "retrieval"),
-                             {"llm_adapters": settings.llm_adapters[ontology]}))  # fmt: skip
+                             {**tuned, "llm_adapters": settings.llm_adapters[ontology]}))  # fmt: skip
     return out
 
 
