@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from etlnorm.cascade.encoder import Encoder, load_encoder, model_path
+from etlnorm.cascade.encoder import Encoder, backend_suffix, load_encoder, model_path
 from etlnorm.cascade.onnx_encoder import onnx_file
 
 # Measured on 200 HPO synonyms against 3,000 HPO labels (all-MiniLM-L6-v2): fp32 ONNX is torch to
-# float precision (min cosine 1.0000, same top-1 for 200/200); int8 weights (per channel): min cosine
-# 0.984 (mean 0.992), same top-1 label for 179/200 (0.895). Floors sit just under the measured values.
+# float precision (min cosine 1.0000, same top-1 for 200/200); int8 weights (per channel), each
+# string run alone: min cosine 0.987 (mean 0.993), same top-1 label for 173/200 (0.865). Floors sit
+# just under the measured values. Held-out accuracy, the criterion: bench/RESULTS-encoder.md.
 FP32_MIN_COS, FP32_SAME_TOP1 = 0.9999, 1.0
-INT8_MIN_COS, INT8_SAME_TOP1 = 0.98, 0.87
+INT8_MIN_COS, INT8_SAME_TOP1 = 0.985, 0.85
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def test_onnx_vectors_and_answers_agree_with_torch(strings, tmp_path_factory, ba
     cache = tmp_path_factory.getbasetemp() / "encoders"
     torch_encoder = load_encoder(None, 256, "cpu")
     onnx_encoder = Encoder(model_path(None), 256, "cpu", backend, cache)
-    assert onnx_encoder.backend == backend and onnx_encoder.fingerprint == torch_encoder.fingerprint + f"-{backend}"
+    assert onnx_encoder.backend == backend and onnx_encoder.fingerprint == torch_encoder.fingerprint + backend_suffix(backend)
     assert onnx_file(cache, torch_encoder.fingerprint, backend).is_file()  # exported once, cached by weights
     a, b = torch_encoder.encode(queries), onnx_encoder.encode(queries)
     cosines = (a * b).sum(axis=1)
@@ -42,3 +43,5 @@ def test_onnx_vectors_and_answers_agree_with_torch(strings, tmp_path_factory, ba
     print(f"{backend}: min cosine {cosines.min():.4f}, mean {cosines.mean():.4f}, same top-1 {same:.3f}")
     assert cosines.min() >= min_cos and same >= same_top1
     assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    alone = np.stack([onnx_encoder.encode([q])[0] for q in queries[:40]])
+    assert np.array_equal(alone, b[:40]) if backend == "onnx-int8" else np.allclose(alone, b[:40], atol=1e-5)

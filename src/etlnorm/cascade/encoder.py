@@ -91,7 +91,7 @@ class Encoder:
             self.onnx = OnnxNetwork(self.model, cache, fingerprint(path), backend, apply_threads(threads))
         # Vectors of another backend are other vectors: indexes and cached answers are keyed apart.
         self.backend = backend if self.onnx is not None else "torch"
-        self.fingerprint = fingerprint(path) + ("" if self.backend == "torch" else f"-{self.backend}")
+        self.fingerprint = fingerprint(path) + backend_suffix(self.backend)
         if self.device.startswith("cuda"):
             self.model.half()
             log.info("encoder %s on %s (fp16)", path.name, self.device)
@@ -131,10 +131,16 @@ def effective_backend(settings: Settings) -> str:
     return settings.encoder_backend if pick_device(settings.encoder_device) == "cpu" else "torch"
 
 
+def backend_suffix(backend: str) -> str:
+    """What a backend adds to the weights' fingerprint: its vectors are other vectors (int8 run one
+    string at a time since its batches made vectors depend on batch-mates: ``-alone``)."""
+    return {"torch": "", "onnx": "-onnx", "onnx-int8": "-onnx-int8-alone"}[backend]
+
+
 def encoder_stamp(settings: Settings, ontology: str) -> str:
     """The fingerprint the settings' encoder for ``ontology`` has, without loading it."""
     backend = effective_backend(settings)
-    return fingerprint(model_path(settings.encoder_for(ontology))) + ("" if backend == "torch" else f"-{backend}")
+    return fingerprint(model_path(settings.encoder_for(ontology))) + backend_suffix(backend)
 
 
 def encoder_for(settings: Settings, ontology: str) -> Encoder:

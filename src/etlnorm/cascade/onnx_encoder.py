@@ -80,7 +80,13 @@ class _Network(torch.nn.Module):
 
 
 class OnnxNetwork:
-    """The exported network with the model's tokenizer and pooling: texts -> unit vectors."""
+    """The exported network with the model's tokenizer and pooling: texts -> unit vectors.
+
+    fp32 runs length-sorted batches. int8 runs each string on its own: onnxruntime's dynamic
+    quantization scales the activations per input tensor, so in a batch a string's vector would
+    depend on its batch-mates (and a term's answer on the table it came in); alone it is always the
+    same. ``threads`` single-threaded runs go at once instead (onnxruntime releases the GIL), which
+    on short strings is faster than one batch spread over the cores (bench/RESULTS-encoder.md)."""
 
     def __init__(self, model: Any, cache: Path, fingerprint: str, backend: str, threads: int) -> None:
         import onnxruntime as ort
@@ -90,26 +96,47 @@ class OnnxNetwork:
             raise ConfigError(f"encoder_backend {backend}: pooling {pooling!r} is not one of {POOLINGS}; use torch")
         self.pooling, self.tokenizer, self.max_length = pooling, model.tokenizer, model.max_seq_length
         self.names = _inputs(model)
+        self.alone = backend == "onnx-int8"
+        self.workers = max(1, threads) if self.alone else 1
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1 if self.alone else threads
         path = export(model, onnx_file(cache, fingerprint, backend))
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        if self.alone:
+            return self._each(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-sorted batches pad little
         out: np.ndarray | None = None
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=self.max_length,
                                    return_tensors="np")  # fmt: skip
-            hidden = self.session.run(None, {n: batch[n].astype(np.int64) for n in self.names})[0]
-            if self.pooling == "cls":
-                vectors = hidden[:, 0]
-            else:
-                mask = batch["attention_mask"][..., None].astype(np.float32)
-                vectors = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
-            vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+            vectors = self._run({n: batch[n].astype(np.int64) for n in self.names})
             if out is None:
                 out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
             out[rows] = vectors
-        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+        return out  # type: ignore[return-value]
+
+    def _each(self, texts: list[str]) -> np.ndarray:
+        from concurrent.futures import ThreadPoolExecutor
+
+        tokens = self.tokenizer(texts, truncation=True, max_length=self.max_length)  # unpadded lists
+
+        def one(i: int) -> np.ndarray:
+            return self._run({n: np.asarray([tokens[n][i]], dtype=np.int64) for n in self.names})[0]
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            return np.stack(list(pool.map(one, range(len(texts))))).astype(np.float32)
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Unit vectors of one input batch: the network, then the model's pooling."""
+        hidden = self.session.run(None, feed)[0]
+        if self.pooling == "cls":
+            vectors = hidden[:, 0]
+        else:
+            mask = feed.get("attention_mask", np.ones_like(feed["input_ids"]))[..., None].astype(np.float32)
+            vectors = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+        return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
