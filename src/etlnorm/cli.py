@@ -805,6 +805,7 @@ def finetune_cmd(
     queries: Annotated[int, typer.Option(help="rerank: synonyms moved out of the index as training queries (plus a "
                                          "variant each; 15 % of them fit the weight against retrieval's score).")] = 2000,
     eval_limit: Annotated[int, typer.Option(help="rerank: held-out queries scored after training (seeded; 0: all).")] = 500,
+    negatives: Annotated[int, typer.Option(help="rerank: hard negatives per training query, retrieval's other candidates.")] = 4,
     seed: Annotated[int | None, typer.Option(help="Seed (default from the config; rerank: the split's, 13).")] = None,
 ) -> None:  # fmt: skip
     """Train a LoRA adapter on the LLM: term -> ID generation, or choosing among retrieval's candidates.
@@ -817,7 +818,7 @@ def finetune_cmd(
     llm_rerank_adapters = {<ontology> = "<folder>"} and "rerank" after "retrieval" (or `etlnorm tune`).
     """
     if task == "rerank":
-        _finetune_rerank(ontology, base, epochs, lora_r, out_dir, config, protocol, queries, eval_limit, seed)
+        _finetune_rerank(ontology, base, epochs, lora_r, out_dir, config, protocol, queries, eval_limit, negatives, seed)
     elif task == "generate":
         _finetune_generate(ontology, base, train, with_paper, epochs, lora_r, out_dir, config, limit, sample, withheld, seed)
     else:
@@ -866,7 +867,8 @@ def _finetune_generate(ontology: str, base: str | None, train: str | None, with_
 
 
 def _finetune_rerank(ontology: str, base: str | None, epochs: int | None, lora_r: int | None, out_dir: Path | None,
-                     config: Path | None, protocol: str, queries: int, eval_limit: int, seed: int | None) -> None:  # fmt: skip
+                     config: Path | None, protocol: str, queries: int, eval_limit: int, negatives: int,
+                     seed: int | None) -> None:  # fmt: skip
     from etlnorm.finetune import load_config
     from etlnorm.finetune.encoder import check_not_trained_on
     from etlnorm.finetune.llm_rerank import train_rerank_adapter
@@ -881,7 +883,7 @@ def _finetune_rerank(ontology: str, base: str | None, epochs: int | None, lora_r
     folder = out_dir or settings.home_dir / "adapters" / f"{ontology}-rerank-{protocol}-s{seed}"
     lm = load_model(base, dtype=cfg.dtype, device=cfg.device)
     info, scores = train_rerank_adapter(engine, settings, ontology, strings, test, folder, lm=lm, config=cfg,
-                                        queries=queries, eval_limit=eval_limit or None, seed=seed,
+                                        queries=queries, eval_limit=eval_limit or None, seed=seed, negatives=negatives,
                                         extra_metadata={"release": release, "heldout": {"protocol": protocol, "seed": seed}})  # fmt: skip
     if scores:
         table = Table("order", "queries", "acc@1", "acc@5", "terms/s", title=f"{ontology} {protocol} held out")

@@ -13,7 +13,7 @@ from etlnorm.cascade.normalizer import Normalizer
 from etlnorm.config import load_settings, tuned_path
 from etlnorm.db.engine import init_db
 from etlnorm.ontology.registry import fetch_source, spec_for
-from etlnorm.tuning.plan import MIN_QUERIES, rerank_queries
+from etlnorm.tuning.plan import MIN_PAIRS, MIN_QUERIES, encoder_pairs, rerank_queries
 from etlnorm.warehouse.run import run_table
 from etlnorm.warehouse.synthetic import create_annotation_table, distinct_terms
 from tests.test_cli import etlnorm
@@ -77,8 +77,8 @@ def hp_slice(cache: Path, terms: int) -> str:
 
 
 def test_tune_fine_tunes_the_encoder_when_the_budget_fits_and_measures_both(scratch_url, tmp_path, etlnorm_home) -> None:
-    """On a 1,200-term slice of HPO a 4-minute budget fits all of the split's encoder pairs: tune trains
-    the encoder, builds its index, measures the routes with and without it on the same queries and
+    """On a 600-term slice of HPO a 4-minute budget fits the split's encoder pairs: tune trains the
+    encoder, builds its index, measures the routes with and without it on the same queries and
     stores whichever wins, with the encoder it needs."""
     from sqlalchemy import create_engine
 
@@ -90,7 +90,7 @@ def test_tune_fine_tunes_the_encoder_when_the_budget_fits_and_measures_both(scra
     engine = create_engine(scratch_url)
     settings = load_settings().model_copy(update={"home": tmp_path / "home"})
     init_db(engine)
-    update_release(engine, settings, "hp", write_obo(tmp_path, "2025-01-16", hp_slice(etlnorm_home / "ontologies", 1200)))
+    update_release(engine, settings, "hp", write_obo(tmp_path, "2025-01-16", hp_slice(etlnorm_home / "ontologies", 600)))
     report = tune(engine, settings, "hp", 4.0, load_lm=lambda: pytest.fail("no LLM step was asked for"), limit=60,
                   train_adapter=False)  # fmt: skip
     steps = {s.name: s for s in report.steps}
@@ -98,7 +98,7 @@ def test_tune_fine_tunes_the_encoder_when_the_budget_fits_and_measures_both(scra
     folder = settings.home_dir / "encoders" / "hp-synonym-s13-tuned"
     meta = read_metadata(folder)
     assert meta["heldout"] == {"protocol": "synonym", "seed": 13} and meta["pairs"] >= 200
-    assert f"{meta['pairs']} of {meta['pairs']} pairs" in steps["encoder"].note  # a small release: all its pairs
+    assert steps["encoder"].note.startswith(f"{meta['pairs']} of ")
     names = [r.name for r in report.heldout]
     assert names == ["lexical+retrieval", "lexical+fuzzy+retrieval", "lexical+fuzzy+retrieval (tuned encoder)"]
     stock, tuned = report.heldout[1], report.heldout[2]
@@ -110,3 +110,11 @@ def test_tune_fine_tunes_the_encoder_when_the_budget_fits_and_measures_both(scra
     if report.chosen.name == tuned.name:
         assert stored["settings"]["encoder_models"] == str(folder)
     engine.dispose()
+
+
+def test_the_encoder_step_is_sized_to_the_budget_less_its_new_index() -> None:
+    assert encoder_pairs(60, 37_000, "cpu", 67_000) == 0  # a minute does not even re-encode the strings
+    assert MIN_PAIRS <= encoder_pairs(3600, 37_000, "cpu", 67_000) < 67_000
+    assert encoder_pairs(10**6, 37_000, "cpu", 67_000) == 67_000  # all there are
+    assert encoder_pairs(600, 3_000, "cpu", 500) == 500  # a small release is worth all its pairs
+    assert encoder_pairs(600, 37_000, "cuda", 10**6) > encoder_pairs(600, 37_000, "cpu", 10**6)

@@ -158,6 +158,7 @@ def order_scores(lm: LanguageModel, adapter: str | None, ontology: str, queries:
 def train_rerank_adapter(engine: Engine, settings: Settings, ontology: str, strings: View,
                          test: Sequence[tuple[str, str]], out: Path, *, lm: LanguageModel, config: FinetuneConfig,
                          queries: int = 2000, eval_limit: int | None = 500, seed: int = 13, progress: bool = True,
+                         negatives: int = NEGATIVES,
                          extra_metadata: dict[str, Any] | None = None) -> tuple[AdapterInfo, dict[str, Any]]:  # fmt: skip
     """``etlnorm finetune --task rerank``: train on ``strings`` (a split's train part, or the whole
     release), fit the weight on the dev slice, then score retrieval's order against the reranked one
@@ -176,7 +177,7 @@ def train_rerank_adapter(engine: Engine, settings: Settings, ontology: str, stri
     held = set(dev)
     train = [q for q in picked if q not in held]
     search = search_over(index)
-    groups = label_groups(lm, ontology, train, labels, search([q for q, _ in train], k))
+    groups = label_groups(lm, ontology, train, labels, search([q for q, _ in train], k + 1), negatives)
     if len(groups) < 2:
         raise EtlnormError(f"only {len(groups)} training queries for the {ontology} reranker")
     trained = train_lora(lm, groups, config, desc=f"fine-tuning the {ontology} reranker", progress=progress,
@@ -196,7 +197,7 @@ def train_rerank_adapter(engine: Engine, settings: Settings, ontology: str, stri
         "dev_acc_at_1_by_weight": dev_accuracy,
         "data": {"queries": len(train), "dev_queries": len(dev), "sha256": digest(train),
                  "negatives": sum(len(g.answers) - 1 for g in groups)},
-        "loss": f"listwise over the gold and up to {NEGATIVES} of retrieval's candidates, plus the gold's token loss",
+        "loss": f"listwise over the gold and up to {negatives} of retrieval's candidates, plus the gold's token loss",
         "hyperparameters": {**config.as_dict(), "batch_size_used": trained.batch_size},
         "metrics": trained.metrics,
         **(extra_metadata or {}),
