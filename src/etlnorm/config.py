@@ -113,7 +113,10 @@ class Settings(BaseSettings):
     )
     encode_batch_size: int = Field(default=256, description="Strings per encoder batch.")
     encoder_backend: str = Field(
-        default="torch", description="How the encoder runs on a CPU: torch, onnx or onnx-int8 (exported once, cached under home)."
+        # onnx-int8: 2.4-3.6x a stock encode at the same held-out acc@1, batch-invariant (bench/RESULTS-encoder.md)
+        default="onnx-int8",
+        description="How the encoder runs on a CPU: onnx-int8 (int8 weights, each string alone: the fastest), onnx "
+        "(fp32) or torch; exported once per model weights, cached under home. A GPU runs torch in fp16.",
     )
     encoder_device: str = Field(
         default="auto", description="Where the encoder runs: auto (CUDA when torch sees a GPU, in fp16; else CPU), cpu, cuda:N."
