@@ -82,13 +82,12 @@ class Encoder:
         self.batch_size = batch_size
         self.device = pick_device(device)
         self.model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
-        if self.device == "cpu":
-            apply_threads(threads)
+        cores = apply_threads(threads) if self.device == "cpu" else 0
         self.onnx: OnnxNetwork | None = None
         if backend != "torch" and self.device == "cpu":  # ONNX serves the CPU; a GPU runs torch in fp16
             if cache is None:
                 raise ConfigError(f"encoder_backend {backend} needs a cache folder for the exported model")
-            self.onnx = OnnxNetwork(self.model, cache, fingerprint(path), backend, apply_threads(threads))
+            self.onnx = OnnxNetwork(self.model, cache, fingerprint(path), backend, cores)
         # Vectors of another backend are other vectors: indexes and cached answers are keyed apart.
         self.backend = backend if self.onnx is not None else "torch"
         self.fingerprint = fingerprint(path) + backend_suffix(self.backend)

@@ -86,14 +86,19 @@ def label_groups(lm: LanguageModel, ontology: str, queries: Sequence[tuple[str, 
                  pools: Sequence[Sequence[Candidate]], negatives: int = NEGATIVES) -> list[Group]:  # fmt: skip
     """Per query whose gold has a label: the gold label, then up to ``negatives`` labels of the other
     candidates retrieval returned for it (``pools``, aligned with ``queries``): its hard negatives."""
-    groups = []
+    sizes, pairs = [], []
     for (query, gold), pool in zip(queries, pools, strict=True):
         if not labels.get(gold):
             continue
         wrong = [c.label for c in pool if c.id != gold and c.label][:negatives]
-        answers = [clean_term(text) for text in [labels[gold], *wrong]]
-        seqs = answer_sequences(lm, [(render(lm.tokenizer, label_message(ontology, query)), a) for a in answers])
-        groups.append(Group(seqs[0][0], [a for _, a in seqs]))
+        prompt = render(lm.tokenizer, label_message(ontology, query))
+        pairs += [(prompt, clean_term(text)) for text in [labels[gold], *wrong]]
+        sizes.append(1 + len(wrong))
+    seqs = iter(answer_sequences(lm, pairs))  # one tokenizer call for every group
+    groups = []
+    for size in sizes:
+        own = [next(seqs) for _ in range(size)]
+        groups.append(Group(own[0][0], [a for _, a in own]))
     return groups
 
 

@@ -118,7 +118,7 @@ def tune(engine: Engine, settings: Settings, ontology: str, budget_minutes: floa
     test = split.test if len(split.test) <= limit else random.Random(seed).sample(split.test, limit)
     heldout = {"protocol": protocol, "seed": seed}
     encoder = _encoder_step(engine, settings, ontology, split, report, deadline, heldout, train_encoder)
-    best = settings.model_copy(update={"encoder_models": {**settings.encoder_models, ontology: encoder}}) if encoder else settings
+    best = with_encoder(settings, ontology, encoder) if encoder else settings
     adapter = settings.llm_rerank_adapters.get(ontology)
     if adapter:
         check_not_trained_on(adapter, ontology, protocol, seed)
@@ -167,6 +167,11 @@ def tune(engine: Engine, settings: Settings, ontology: str, budget_minutes: floa
     return report
 
 
+def with_encoder(settings: Settings, ontology: str, folder: str) -> Settings:
+    """``settings`` with ``folder`` as the encoder of ``ontology``."""
+    return settings.model_copy(update={"encoder_models": {**settings.encoder_models, ontology: folder}})
+
+
 def _encoder_step(engine: Engine, settings: Settings, ontology: str, split: Any, report: TuneReport, deadline: float,
                   heldout: dict[str, Any], train: bool) -> str | None:  # fmt: skip
     """An encoder fine-tuned now on the split's train part, when asked and the budget fits it; None
@@ -191,7 +196,7 @@ def _encoder_step(engine: Engine, settings: Settings, ontology: str, split: Any,
         finetune_encoder(split.train, labels, folder, ontology=ontology, base=settings.encoder_model,
                          config=replace(config, max_pairs=pairs), device=device, exclude=exclude,
                          extra_metadata={"release": split.release, "heldout": heldout})  # fmt: skip
-        tuned = settings.model_copy(update={"encoder_models": {**settings.encoder_models, ontology: str(folder)}})
+        tuned = with_encoder(settings, ontology, str(folder))
         index = Normalizer(ontology, engine, tuned, route=["lexical", "fuzzy", "retrieval"], calibrated=False).index
         return f"{pairs} of {available} pairs, its index of {len(index.ids)} strings built: {folder}"
 
