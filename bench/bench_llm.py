@@ -1,6 +1,6 @@
 """LLM tier throughput: terms/s by batch size, constrained vs free, against a one-at-a-time loop.
 
-    .venv/bin/python bench/bench_llm.py [--n 128] [--n-single 32] [--batch-sizes 1,8,32,128] [--rerank]
+    .venv/bin/python bench/bench_llm.py [--n 128] [--n-single 32] [--batch-sizes 1,8,32,128] [--rerank] [--model M]
 
 Terms are HPO labels from the pinned release (no database needed); the constraint trie is built
 from that release's current IDs. The baseline calls ``model.generate`` once per term, the way a
@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--n-single", type=int, default=32, help="terms for batch size 1 and the baseline loop")
     ap.add_argument("--batch-sizes", default="1,8,32,128")
     ap.add_argument("--max-new-tokens", type=int, default=8)
+    ap.add_argument("--model", default=None, help="a model folder or .gguf file (default: SmolLM2-135M GGUF)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "etlnorm-test-ontologies")
@@ -89,7 +90,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    lm = load_model(dtype=args.dtype, device=args.device)
+    lm = load_model(args.model, dtype=args.dtype, device=args.device)
     load_s = time.perf_counter() - t0
     release, current = _terms(args.cache)
     t0 = time.perf_counter()

@@ -1,68 +1,96 @@
 #!/usr/bin/env bash
-# The paper's experiment (issue 7) on a CUDA machine with a larger local model, e.g. Llama 3.1 8B Instruct.
+# The paper's experiment (issue 7, 14) and the GPU speed figures (issues 14, 16) on a CUDA machine.
 #
-# NOT RUN YET: no GPU was lent to the session that wrote this script, so it has only been checked on
-# CPU through the same code path (docs/experiment/run.py with SmolLM2-135M). On CUDA nothing changes in
-# code or config: load_model picks bf16 weights, finetune trains the LoRA weights in fp32 under bf16
-# autocast with batch 32 (FinetuneConfig.batch_size = 0 means "auto"), generation batches 128 prompts.
-#
-# Usage:  bench/gpu_experiment.sh MODEL_DIR [OUT_DIR]
-#   MODEL_DIR  a local transformers folder (config.json + safetensors) or a .gguf file; also $ETLNORM_GPU_MODEL
-#   OUT_DIR    default docs/experiment-gpu/<model folder name>
-# Env:     LIMIT       terms per split (default 600: the paper's full sets)
-#          TASKS       default "hp go hgnc hgnc-protein" (hgnc-protein: the paper's protein name -> symbol)
-#          RERANK      "1" (default): also train the HPO rerank adapter (etlnorm finetune --task rerank,
-#                      4,000 queries) for the reranked row and the HPO cascade; "0" skips it
-#          CONFIG      fine-tuning TOML (default docs/experiment/finetune.toml; the paper trained longer,
-#                      consider epochs = 5 and learning_rate = 2e-4 for an 8B model)
-#          ETLNORM_DATABASE_URL / ETLNORM_HOME as for every etlnorm command (ontologies are loaded if missing)
-# Needs:   a CUDA build of torch in .venv (the CPU wheel cannot see the GPU), ~20 GB of GPU memory for 8B in bf16.
+# Usage:  ETLNORM_GPU_MODEL=MODEL bench/gpu_experiment.sh [OUT_DIR]
+#   MODEL    a local transformers folder (config.json + safetensors) or a .gguf file (all steps but prepare need it)
+#   OUT_DIR  default docs/experiment-gpu
+# Env:     STEPS       the steps to run, in order (default "prepare bench rerank experiment"):
+#                      prepare    CUDA checked; ontologies loaded if missing; their indexes built on the GPU,
+#                                 each timed into OUT_DIR/steps.txt (the encoder logs its device)
+#                      bench      bench/bench_llm.py on the GPU: batched generation against a one-at-a-time
+#                                 generate loop (issue 14's >= 20x), into OUT_DIR/bench_llm.txt
+#                      rerank     the HPO rerank adapter (etlnorm finetune --task rerank, RERANK_QUERIES
+#                                 queries) for the reranked row and the HPO cascade
+#                      experiment docs/experiment/run.py on TASKS, LIMIT terms per split, then the summary
+#          LIMIT       terms per split (default 600: the paper's full sets)
+#          TASKS       default "hp go hgnc-protein hgnc" (hgnc-protein: the paper's protein name -> symbol)
+#          RERANK_QUERIES  training queries of the rerank adapter (default 3000; RERANK_EVAL held-out ones scored, 500)
+#          BENCH_N     terms of the batched generation benchmark (default 512; 16 for the one-at-a-time loop)
+#          CONFIG      fine-tuning TOML (default docs/experiment/finetune-gpu.toml)
+#          PY, ETL     the Python and the etlnorm command (default .venv/bin/python, .venv/bin/etlnorm)
+#          DRY_CPU=1   run on the CPU anyway: a check of the script with a small LIMIT, not a measurement
+#          ETLNORM_DATABASE_URL / ETLNORM_HOME as for every etlnorm command
+# Needs:   a CUDA build of torch. An offline machine: bench/offline/bundle.py packs the rest,
+#          bench/offline/setup.sh installs it and sets PY, ETL and ETLNORM_GPU_MODEL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODEL="${1:-${ETLNORM_GPU_MODEL:-}}"
-if [[ -z "$MODEL" ]]; then
-  echo "usage: $0 MODEL_DIR [OUT_DIR]   (or set ETLNORM_GPU_MODEL)" >&2
-  exit 2
-fi
-if [[ ! -e "$MODEL" ]]; then
-  echo "model $MODEL not found (a local folder or .gguf file is required: the machine may be offline)" >&2
-  exit 2
-fi
-OUT="${2:-docs/experiment-gpu/$(basename "${MODEL%/}")}"
+MODEL="${ETLNORM_GPU_MODEL:-}"
+OUT="${1:-docs/experiment-gpu}"
+STEPS="${STEPS:-prepare bench rerank experiment}"
 LIMIT="${LIMIT:-600}"
-TASKS="${TASKS:-hp go hgnc hgnc-protein}"
-RERANK="${RERANK:-1}"
-CONFIG="${CONFIG:-docs/experiment/finetune.toml}"
-PY=.venv/bin/python
-ETL=.venv/bin/etlnorm
+TASKS="${TASKS:-hp go hgnc-protein hgnc}"
+RERANK_QUERIES="${RERANK_QUERIES:-3000}"
+RERANK_EVAL="${RERANK_EVAL:-500}"
+BENCH_N="${BENCH_N:-512}"
+CONFIG="${CONFIG:-docs/experiment/finetune-gpu.toml}"
+PY="${PY:-.venv/bin/python}"
+read -r -a ETL <<< "${ETL:-.venv/bin/etlnorm}"
+mkdir -p "$OUT"
+if [[ "$STEPS" != prepare && ! -e "$MODEL" ]]; then
+  echo "set ETLNORM_GPU_MODEL to a local model folder or .gguf file (the machine may be offline): '$MODEL' not found" >&2
+  exit 2
+fi
 
-"$PY" - <<'PY'
-import sys, torch
+timed() {  # timed LABEL COMMAND...: run it, then append "LABEL: N s" to OUT/steps.txt
+  local label=$1 start=$SECONDS
+  shift
+  "$@"
+  echo "$label: $(( SECONDS - start )) s" | tee -a "$OUT/steps.txt"
+}
+
+prepare() {
+  "$PY" - <<'PY'
+import os, sys, torch
 if not torch.cuda.is_available():
-    sys.exit("torch sees no CUDA device: install a CUDA build of torch in .venv first")
+    if os.environ.get("DRY_CPU") == "1":
+        sys.exit(print("no CUDA device: DRY_CPU=1, running on the CPU"))
+    sys.exit("torch sees no CUDA device: install a CUDA build of torch first")
 print(f"CUDA: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, bf16 {torch.cuda.is_bf16_supported()}")
 PY
-
-"$ETL" db init
-for o in hp go hgnc; do
-  if ! "$PY" -c "import sys; from etlnorm.db.engine import ready_engine; from etlnorm.ontology.store import list_ontologies
+  "${ETL[@]}" db init
+  for o in hp go hgnc; do
+    if ! "$PY" -c "import sys; from etlnorm.db.engine import ready_engine; from etlnorm.ontology.store import list_ontologies
 sys.exit(0 if list_ontologies(ready_engine(), sys.argv[1]) else 1)" "$o"; then
-    "$ETL" ontology load "$o" || "$ETL" ontology load "$o" --source pinned
-  fi
-  "$ETL" index build --ontology "$o" --labels-only
-done
+      "${ETL[@]}" ontology load "$o" || "${ETL[@]}" ontology load "$o" --source pinned
+    fi
+    timed "index $o labels" "${ETL[@]}" index build --ontology "$o" --labels-only
+  done
+  timed "index hp all" "${ETL[@]}" index build --ontology hp
+}
 
-mkdir -p "$OUT"
-start=$(date +%s)
-rerank_args=()
-if [[ "$RERANK" == "1" ]]; then
-  "$ETL" index build --ontology hp
-  "$ETL" finetune --ontology hp --task rerank --base "$MODEL" --queries 4000 --eval-limit 0 \
-    --out "$OUT/adapters/hp-rerank" 2>&1 | tee "$OUT/rerank.log"
-  rerank_args=(--rerank-adapter "hp=$OUT/adapters/hp-rerank")
-fi
-# shellcheck disable=SC2086  # TASKS is a word list
-"$PY" docs/experiment/run.py $TASKS --base "$MODEL" --limit "$LIMIT" --config "$CONFIG" \
-  --out "$OUT" --adapters "$OUT/adapters" "${rerank_args[@]}" 2>&1 | tee "$OUT/run.log"
-echo "wall time: $(( $(date +%s) - start )) s; report: $OUT/README.md" | tee -a "$OUT/run.log"
+bench() {
+  timed "bench_llm" "$PY" bench/bench_llm.py --model "$MODEL" --n "$BENCH_N" --n-single 16 --batch-sizes 1,64,256 \
+    --cache "${ETLNORM_HOME:-$HOME/.etlnorm}/ontologies" 2>&1 | tee "$OUT/bench_llm.txt"
+}
+
+rerank() {
+  timed "rerank adapter" "${ETL[@]}" finetune --ontology hp --task rerank --base "$MODEL" --queries "$RERANK_QUERIES" \
+    --eval-limit "$RERANK_EVAL" --out "$OUT/adapters/hp-rerank" 2>&1 | tee "$OUT/rerank.log"
+}
+
+experiment() {
+  local rerank_args=()
+  [[ -e "$OUT/adapters/hp-rerank/adapter_config.json" ]] && rerank_args=(--rerank-adapter "hp=$OUT/adapters/hp-rerank")
+  # shellcheck disable=SC2086  # TASKS is a word list
+  timed "experiment $TASKS" "$PY" docs/experiment/run.py $TASKS --base "$MODEL" --limit "$LIMIT" --config "$CONFIG" \
+    --out "$OUT" --adapters "$OUT/adapters" "${rerank_args[@]}" 2>&1 | tee -a "$OUT/run.log"
+}
+
+for step in $STEPS; do
+  case "$step" in
+    prepare|bench|rerank|experiment) "$step" ;;
+    *) echo "unknown step $step (prepare, bench, rerank, experiment)" >&2; exit 2 ;;
+  esac
+done
+echo "report: $OUT/README.md"

@@ -32,8 +32,8 @@ from etlnorm.experiment.paper import balanced_subset, load_results, run_experime
 from etlnorm.experiment.report import write_summary
 from etlnorm.finetune import finetune, load_config
 from etlnorm.finetune.data import frame_to_pairs, read_frame
-from etlnorm.llm.constrain import loaded_release
 from etlnorm.llm.model import load_model
+from etlnorm.ontology.store import loaded_release
 
 HERE = Path(__file__).resolve().parent
 TASKS = {"hp": ("hp", "paper"), "go": ("go", "paper"), "hgnc": ("hgnc", "paper"), "hgnc-protein": ("hgnc", "paper-protein")}
@@ -59,23 +59,26 @@ def main() -> None:
     engine = ready_engine(settings)
     started = time.perf_counter()
     lm = load_model(args.base)
-    log = {"load_model_s": round(time.perf_counter() - started, 1), "threads": torch.get_num_threads(), "limit": args.limit}
+    log_file = args.out / "run-log.json"  # one call per task adds to the same log
+    log = json.loads(log_file.read_text()) if log_file.is_file() else {}
+    log.update({"load_model_s": round(time.perf_counter() - started, 1), "threads": torch.get_num_threads(),
+                "limit": args.limit, "device": str(lm.device)})
     cfg = load_config(args.config)
     for name in args.tasks:
         ontology, data = TASKS[name]
         t = time.perf_counter()
         pairs = frame_to_pairs(balanced_subset(read_frame(f"{data}:train", ontology), args.limit))
-        info = finetune(ontology, pairs, args.adapters / name, cfg, lm=lm, release=loaded_release(engine, ontology),
+        info = finetune(ontology, pairs, args.adapters / name, cfg, lm=lm, release=loaded_release(engine, ontology).stamp,
                         source=f"{data}:train, {args.limit} terms balanced over bins")  # fmt: skip
         run_experiment(ontology, f"{data}:train", f"{data}:withheld", args.out / name, adapter=info.folder,
                        limit=args.limit, engine=engine, settings=settings, lm=lm, variant="labels", task=name,
                        rerank_adapter=rerank.get(ontology))  # fmt: skip
         log[f"{name}_s"] = round(time.perf_counter() - t, 1)
-        (args.out / "run-log.json").write_text(json.dumps(log, indent=2))
+        log_file.write_text(json.dumps(log, indent=2))
     done = [t for t in TASKS if (args.out / t / "results.json").is_file()]
     write_summary(load_results([args.out / t for t in done]), args.out)
     log["total_s"] = round(time.perf_counter() - started, 1)
-    (args.out / "run-log.json").write_text(json.dumps(log, indent=2))
+    log_file.write_text(json.dumps(log, indent=2))
 
 
 if __name__ == "__main__":

@@ -660,7 +660,7 @@ def _training_split(ontology: str, protocol: str, seed: int):
 
     engine = ready_engine()
     loaded = loaded_release(engine, ontology)
-    release = f"{loaded.release} ({loaded.fingerprint})"
+    release = loaded.stamp
     if protocol == "none":
         return engine, release, release_strings(engine, ontology, "all"), []
     try:
@@ -840,7 +840,7 @@ def _finetune_generate(ontology: str, base: str | None, train: str | None, with_
     target = out_dir or settings.home_dir / "adapters" / ontology
     engine = ready_engine(settings)
     loaded = loaded_release(engine, ontology)
-    release = f"{loaded.release} ({loaded.fingerprint})"  # the label for people, the content for machines
+    release = loaded.stamp
     if train is None and ontology == "hgnc":
         pairs = release_gene_pairs(engine, limit=sample or None, seed=cfg.seed,
                                    exclude=[p.term for spec in ("paper-protein:withheld", "paper:withheld")

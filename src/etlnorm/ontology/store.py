@@ -35,6 +35,11 @@ class LoadedOntology:
     n_alt_ids: int
     fingerprint: str | None = None  # content hash of terms, synonyms and alt IDs: what machines key by
 
+    @property
+    def stamp(self) -> str:
+        """What a trained model records of the release: the label for people, the content for machines."""
+        return f"{self.release} ({self.fingerprint})"
+
 
 def release_date(label: str) -> date | None:
     """The date a release label carries (``hp/releases/2025-01-16``, ``releases/2021-12-15``), if any."""
