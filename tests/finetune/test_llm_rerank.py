@@ -90,6 +90,7 @@ def test_rerank_adapter_is_saved_measured_and_run_by_the_rerank_tier(hp_rerank, 
 
 
 # Measured with this fixture (300 training synonyms, 2 hard negatives each, 200 held-out queries,
-# 2 CPU cores): retrieval's order 0.450, reranked 0.495 (+0.045) at weight 0.15. The floor keeps
-# about half of that gain.
-MARGIN = 0.02
+# 2 CPU cores, each prompt read once per candidate list): retrieval's order 0.460, reranked 0.535
+# (+0.075) at weight 0.25 (before the two-pass scoring: 0.450 and 0.495). The floor keeps about half
+# of that gain.
+MARGIN = 0.035

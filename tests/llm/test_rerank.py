@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import torch
 from sqlalchemy import text
 
 from etlnorm.cascade.answer import Candidate
-from etlnorm.llm.rerank import rerank, softmax
+from etlnorm.llm.generate import Prefix
+from etlnorm.llm.prompts import render
+from etlnorm.llm.rerank import answer_sequences, label_message, mean_answer_logprob, rerank, softmax
 
 
 def _h(s: str) -> str:
@@ -66,6 +69,26 @@ def test_reranker_finds_gold_among_candidates(smollm, fixed_set) -> None:
     # label default; bench/bench_llm.py --rerank repeats the comparison). The floor (11/24) sits below
     # the measured rate and well above chance, so a reranker that ignores its input fails it.
     assert rate >= 11 / 24
+
+
+def test_each_prompt_read_once_scores_as_a_whole_forward_pass_per_row(smollm) -> None:
+    """Four terms of different lengths against five labels, rows shuffled: the two-pass score (each
+    prompt once, its answers over its cache) equals the answer's mean log-probability from one plain
+    forward pass over that row's prompt and answer."""
+    labels = ["Seizure", "Abnormality of the cardiovascular system", "Low-set ears", "Ataxic gait", "Short stature"]
+    terms = ["fits of convulsions", "heart anomaly", "ears placed low on the head", "unsteady walk"]
+    seqs = answer_sequences(smollm, [(render(smollm.tokenizer, label_message("hp", t)), label)
+                                     for t in terms for label in labels])  # fmt: skip
+    seqs = seqs[7:] + seqs[:7]
+    with torch.inference_mode():
+        prefix = Prefix.of(smollm.model, [p for p, _ in seqs], smollm.device)
+        scores = mean_answer_logprob(smollm.model, prefix, seqs, smollm.tokenizer.pad_token_id, smollm.device)
+        whole = []
+        for prompt, answer in seqs:
+            logp = torch.log_softmax(smollm.model(input_ids=torch.tensor([prompt + answer])).logits[0].float(), -1)
+            whole.append(sum(float(logp[len(prompt) - 1 + j, t]) for j, t in enumerate(answer)) / len(answer))
+    assert len(prefix.ids) >= Prefix.MIN_LENGTH
+    assert torch.allclose(scores, torch.tensor(whole), atol=1e-4), (scores, whole)
 
 
 def test_softmax_bounds() -> None:

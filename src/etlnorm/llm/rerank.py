@@ -20,7 +20,7 @@ from typing import Literal, NamedTuple, Protocol
 
 import torch
 
-from etlnorm.llm.generate import MAX_PROMPT_TOKENS, Prefix
+from etlnorm.llm.generate import MAX_PROMPT_TOKENS, Prefix, pad
 from etlnorm.llm.model import LanguageModel
 from etlnorm.llm.prompts import ONTOLOGY_NAMES, build_prompt, clean_term, render
 
@@ -57,12 +57,12 @@ def answer_loglik(
 ) -> list[float]:
     """Mean log-probability per token of each answer (EOS included) after its prompt, batched.
 
-    The prompts' shared start (chat template and question) is computed once (``generate.Prefix``);
-    each row's own part is right-padded: in a causal model later padding cannot affect earlier
-    positions.
+    The prompts' shared start (chat template and question) is computed once (``generate.Prefix``),
+    each prompt once per batch, and its answers over its cache (``mean_answer_logprob``).
     """
     seqs = answer_sequences(lm, pairs)
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
+    # By prompt, then answer length: a batch holds whole candidate lists, each prompt read once.
+    order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i][0]), seqs[i][0], len(seqs[i][1])))
     out = [0.0] * len(seqs)
     with lm.for_ontology(ontology) as model, torch.inference_mode():
         prefix = Prefix.of(model, [p for p, _ in seqs], lm.device)  # prompts only: answers start after it
@@ -86,21 +86,33 @@ def answer_sequences(lm: LanguageModel, pairs: Sequence[tuple[str, str]]) -> lis
 
 def mean_answer_logprob(model: torch.nn.Module, prefix: Prefix, seqs: Sequence[tuple[list[int], list[int]]],
                         pad_id: int, device: torch.device, *, reuse: bool = False) -> torch.Tensor:  # fmt: skip
-    """Per (prompt, answer) row: the mean log-probability of the answer's tokens, one forward pass.
+    """Per (prompt, answer) row: the mean log-probability of the answer's tokens.
 
-    The scoring and the training of the reranker share it, so the adapter learns the very score the
-    tier ranks by (``reuse``: train with the prefix's own cache, see ``Prefix.inputs``)."""
+    Two forward passes: each distinct prompt once after the shared prefix (its own part padded on
+    the left, so that every prompt ends in the last column, whose logits give each answer's first
+    token), then every answer over a copy of its prompt's key/value cache. A term scored against k
+    candidates is read once, not k times. Positions follow the attention mask, so padding changes
+    nothing. The scoring and the training of the reranker share it, so the adapter learns the very
+    score the tier ranks by (``reuse``: train with the prefix's own cache, see ``Prefix.inputs``)."""
     n = len(prefix.ids)
-    ids, mask, cache = prefix.inputs([p + a for p, a in seqs], pad_id, device, left=False, reuse=reuse)
-    own = ids[:, n:]
-    logits = model(input_ids=own, attention_mask=mask, cache=cache, use_cache=cache is not None).logits.float()
-    logp = torch.log_softmax(logits[:, :-1], dim=-1)
-    target = logp.gather(2, own[:, 1:].unsqueeze(2)).squeeze(2)
-    picks = torch.zeros_like(target)
-    for row, (p, a) in enumerate(seqs):
-        first = len(p) - n - 1  # logit position predicting the answer's first token
-        picks[row, first : first + len(a)] = 1.0 / len(a)
-    return (target * picks).sum(dim=1)
+    where = {p: i for i, p in enumerate(dict.fromkeys(tuple(p) for p, _ in seqs))}
+    prompts = [list(p) for p in where]
+    rows = torch.tensor([where[tuple(p)] for p, _ in seqs], dtype=torch.long, device=device)
+    ids, mask, cache = prefix.inputs(prompts, pad_id, device, left=True, reuse=reuse)
+    read = model(input_ids=ids[:, n:], attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)[:, n:],
+                 cache=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
+    cache = read.cache
+    cache.batch_select_indices(rows)
+    answers, answer_mask = pad([a for _, a in seqs], pad_id, device, left=False)
+    start = mask.sum(1, keepdim=True)[rows]  # each answer's first position: its prompt's length
+    positions = start + torch.arange(answers.shape[1], device=device)
+    logits = model(input_ids=answers, attention_mask=torch.cat([mask[rows], answer_mask], dim=1),
+                   position_ids=positions, cache=cache, use_cache=True).logits  # fmt: skip
+    # The prompt's last logits predict an answer's first token, the answer's own logits the rest.
+    logits = torch.cat([read.logits[:, -1:][rows], logits[:, :-1]], dim=1).float()
+    token = torch.log_softmax(logits, dim=-1).gather(2, answers.unsqueeze(2)).squeeze(2)
+    weights = answer_mask / answer_mask.sum(1, keepdim=True)
+    return (token * weights).sum(dim=1)
 
 
 def softmax(scores: Sequence[float]) -> list[float]:

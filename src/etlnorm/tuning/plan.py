@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 # 2-core development machine (the metrics of `etlnorm finetune --task rerank`: 504 groups in 472 s),
 # a GPU's a guess at 25x; and how many groups a training query makes (itself and a variant, less
 # the dev slice).
-GROUPS_PER_S = {"cpu": 1.05, "cuda": 26.0}
+GROUPS_PER_S = {"cpu": 1.8, "cuda": 26.0}
 GROUPS_PER_QUERY = 1.7
 MIN_QUERIES = 100  # fewer training queries teach the adapter nothing worth measuring
 MAX_QUERIES = 4000
