@@ -13,7 +13,8 @@ rerank``). Equivalent CLI per task:
     etlnorm experiment-summary docs/experiment/hp docs/experiment/go docs/experiment/hgnc \
         docs/experiment/hgnc-protein --out docs/experiment
 
-Usage: python docs/experiment/run.py --limit 40 --threads 2 --rerank-adapter hp=FOLDER hp go hgnc hgnc-protein
+Usage: python docs/experiment/run.py --limit 20 --threads 1 --rerank-adapter hp=FOLDER --notes docs/experiment/notes.md \
+           hp go hgnc hgnc-protein
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
                         help="a rerank adapter (etlnorm finetune --task rerank) for the reranked row and the cascade")
     parser.add_argument("--base", default=None, help="base model (default SmolLM2-135M GGUF)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--notes", type=Path, default=None, help="Markdown added to the summary (how the run was made)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
@@ -76,7 +78,8 @@ def main() -> None:
         log[f"{name}_s"] = round(time.perf_counter() - t, 1)
         log_file.write_text(json.dumps(log, indent=2))
     done = [t for t in TASKS if (args.out / t / "results.json").is_file()]
-    write_summary(load_results([args.out / t for t in done]), args.out)
+    notes = args.notes.read_text() if args.notes else ""
+    write_summary(load_results([args.out / t for t in done]), args.out, notes)
     log["total_s"] = round(time.perf_counter() - started, 1)
     log_file.write_text(json.dumps(log, indent=2))
 
