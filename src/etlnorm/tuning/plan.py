@@ -45,8 +45,8 @@ from etlnorm.tuning.measure import RouteScore, candidates, choose, measure, with
 log = logging.getLogger(__name__)
 
 # Training groups (a query, its gold label and 4 hard negatives) per second of SmolLM2-135M on the
-# 2-core development machine (the metrics of `etlnorm finetune --task rerank`: 504 groups in 472 s),
-# a GPU's a guess at 25x; and how many groups a training query makes (itself and a variant, less
+# 2-core development machine (the adapter metrics of the tune run in bench/RESULTS-llm.md: 2,762
+# groups in 1,546 s), a GPU's a guess at 15x; and how many groups a training query makes (itself and a variant, less
 # the dev slice).
 GROUPS_PER_S = {"cpu": 1.8, "cuda": 26.0}
 GROUPS_PER_QUERY = 1.7
