@@ -42,7 +42,7 @@ def test_the_shipped_defaults_on_the_full_index(engine, hp) -> None:
     normalizer = Normalizer("hp", engine, settings)
     assert normalizer.route == shipped["routing"]["hp"]
     assert len(normalizer.index.ids) == len(release_strings(engine, "hp", "all")) > 40_000
-    assert normalizer.index.folder.name.endswith("-onnx-int8-alone-all")
+    assert normalizer.index.folder.name.endswith("-onnx-int8-token-all")
     normalizer.prepare()
     assert normalizer.calibration is not None
 

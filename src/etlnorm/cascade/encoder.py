@@ -131,9 +131,9 @@ def effective_backend(settings: Settings) -> str:
 
 
 def backend_suffix(backend: str) -> str:
-    """What a backend adds to the weights' fingerprint: its vectors are other vectors (int8 run one
-    string at a time since its batches made vectors depend on batch-mates: ``-alone``)."""
-    return {"torch": "", "onnx": "-onnx", "onnx-int8": "-onnx-int8-alone"}[backend]
+    """What a backend adds to the weights' fingerprint: its vectors are other vectors (int8 scaled
+    per token since per-tensor scales made vectors depend on batch-mates: ``-token``)."""
+    return {"torch": "", "onnx": "-onnx", "onnx-int8": "-onnx-int8-token"}[backend]
 
 
 def encoder_stamp(settings: Settings, ontology: str) -> str:
