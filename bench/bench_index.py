@@ -14,9 +14,8 @@ In a fresh ETLNORM_HOME of its own (nothing to reuse), on the loaded release of 
    through the ``retrieval`` route alone over the split's train part, against a raw encode of the
    same strings: the tier's terms/s over the raw encoder's strings/s.
 
-5. **batch sizes**: etlnorm's torch encoder (the backend that batches; int8 runs strings alone)
-   over a seeded sample of the index strings at each of ``--batch-sizes`` (what
-   ``encode_batch_size`` is chosen by).
+5. **batch sizes**: etlnorm's encoder of ``--backend`` over a seeded sample of the index strings at
+   each of ``--batch-sizes`` (what ``encode_batch_size`` is chosen by).
 
 ``--build-only`` times the full build alone (GO and HGNC, whose target is a time, not a ratio).
 
@@ -121,11 +120,10 @@ def main() -> None:
               f"({sum(a.id is not None for a in answers):,} answered)")  # fmt: skip
 
         sample = random.Random(13).sample(texts, min(args.batch_sample, len(texts)))
-        batched = encoder_for(settings.model_copy(update={"encoder_backend": "torch"}), args.ontology)
         for size in [int(b) for b in args.batch_sizes.split(",") if b]:
-            batched.batch_size = size
+            encoder.batch_size = size
             start = time.perf_counter()
-            batched.encode(sample)
+            encoder.encode(sample)
             print(f"batch {size:>4}: {len(sample) / (time.perf_counter() - start):,.0f} strings/s")
 
 

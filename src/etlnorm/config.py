@@ -113,9 +113,9 @@ class Settings(BaseSettings):
     )
     encode_batch_size: int = Field(default=256, description="Strings per encoder batch.")
     encoder_backend: str = Field(
-        # onnx-int8: 2.4-3.6x a stock encode at the same held-out acc@1, batch-invariant (bench/RESULTS-encoder.md)
+        # onnx-int8: 2.5-2.8x a stock encode at held-out acc@1 -0.1 point, batch-invariant (bench/RESULTS-encoder.md)
         default="onnx-int8",
-        description="How the encoder runs on a CPU: onnx-int8 (int8 weights, each string alone: the fastest), onnx "
+        description="How the encoder runs on a CPU: onnx-int8 (int8 weights, activations per token: the fastest), onnx "
         "(fp32) or torch; exported once per model weights, cached under home. A GPU runs torch in fp16.",
     )
     encoder_device: str = Field(

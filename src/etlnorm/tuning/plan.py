@@ -54,9 +54,10 @@ MIN_QUERIES = 100  # fewer training queries teach the adapter nothing worth meas
 MAX_QUERIES = 4000
 TRAIN_SHARE = 0.6  # of the time left after the index: the rest measures and calibrates
 # Encoder fine-tuning pairs per second (67,368 pairs in 1,453 s on the 2-core machine,
-# bench/RESULTS-heldout.md; a GPU's a guess at 30x) and strings encoded per second by an index build.
+# bench/RESULTS-heldout.md; a GPU's a guess at 30x) and strings encoded per second by an index build
+# (the int8 encoder: 41,491 in 31.6 s, bench/RESULTS-encoder.md).
 PAIRS_PER_S = {"cpu": 46.0, "cuda": 1400.0}
-STRINGS_PER_S = {"cpu": 330.0, "cuda": 5000.0}
+STRINGS_PER_S = {"cpu": 1300.0, "cuda": 5000.0}
 MIN_PAIRS = 2000  # fewer pairs move the encoder too little to be worth a second index
 ENCODER_SHARE = 0.4  # of the time left after the index: the encoder pays more than the adapter
 
