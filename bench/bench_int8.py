@@ -49,7 +49,7 @@ from onnxruntime.transformers.optimizer import optimize_model
 from sentence_transformers import SentenceTransformer
 
 from etlnorm.cascade.encoder import Encoder, fingerprint, model_path
-from etlnorm.cascade.onnx_encoder import OnnxNetwork, _inputs, _Network
+from etlnorm.cascade.onnx_encoder import OnnxNetwork, _inputs, _Network, length_batches
 from etlnorm.cascade.retrieval import release_strings
 from etlnorm.config import load_settings
 from etlnorm.db.engine import ready_engine
@@ -94,7 +94,7 @@ def unit_means(hidden: np.ndarray) -> np.ndarray:
 def by_length(session: ort.InferenceSession, names: tuple[str, ...], ids: list[list[int]], batch: int) -> np.ndarray:
     """Strings of one token length together (no padding), ``batch`` at a time."""
     out = np.zeros((len(ids), session.get_outputs()[0].shape[-1] or 384), dtype=np.float32)
-    for part in grouped(ids, batch):
+    for part in length_batches(ids, batch):
         out[part] = unit_means(session.run(None, feed(names, [ids[r] for r in part]))[0])
     return out
 
@@ -105,17 +105,9 @@ def alone(session: ort.InferenceSession, names: tuple[str, ...], ids: list[list[
         return np.stack(list(pool.map(lambda tokens: unit_means(session.run(None, feed(names, [tokens]))[0])[0], ids)))
 
 
-def grouped(ids: list[list[int]], batch: int) -> list[list[int]]:
-    """Rows of one token length together (no padding), ``batch`` at a time."""
-    groups: dict[int, list[int]] = {}
-    for row, tokens in enumerate(ids):
-        groups.setdefault(len(tokens), []).append(row)
-    return [rows[start : start + batch] for rows in groups.values() for start in range(0, len(rows), batch)]
-
-
 def bf16_by_length(model: SentenceTransformer, texts: list[str], ids: list[list[int]], batch: int) -> np.ndarray:
     out = np.zeros((len(texts), model.get_embedding_dimension()), dtype=np.float32)
-    for part in grouped(ids, batch):
+    for part in length_batches(ids, batch):
         hidden = model.encode([texts[r] for r in part], batch_size=len(part), convert_to_tensor=True)
         out[part] = torch.nn.functional.normalize(hidden.float(), dim=1).numpy()
     return out

@@ -61,8 +61,8 @@ def export(model: Any, target: Path) -> Path:
     return target
 
 
-def quantize_per_token(source: Path, target: Path) -> int:
-    """Rewrite each MatMul of ``source`` over a 2-D weight as int8 with exact int32 products; returns how many.
+def quantize_per_token(source: Path, target: Path) -> None:
+    """Rewrite each MatMul of ``source`` over a 2-D weight as int8 with exact int32 products.
 
     Weights: symmetric int8 per output column. Activations: symmetric int8 per token (each row of the
     input scaled by its own largest magnitude), unlike onnxruntime's ``quantize_dynamic``, which
@@ -112,7 +112,14 @@ def quantize_per_token(source: Path, target: Path) -> int:
     del graph.initializer[:]
     graph.initializer.extend(kept)
     onnx.save(model, str(target))
-    return sum(node.op_type == "MatMulInteger" for node in nodes)
+
+
+def length_batches(ids: list[list[int]], batch_size: int) -> list[list[int]]:
+    """Row numbers of token lists grouped by length, ``batch_size`` at a time: batches with no padding."""
+    lengths: dict[int, list[int]] = {}
+    for row, tokens in enumerate(ids):
+        lengths.setdefault(len(tokens), []).append(row)
+    return [rows[i : i + batch_size] for rows in lengths.values() for i in range(0, len(rows), batch_size)]
 
 
 def _inputs(model: Any) -> tuple[str, ...]:
@@ -175,17 +182,13 @@ class OnnxNetwork:
         from concurrent.futures import ThreadPoolExecutor
 
         tokens = self.tokenizer(texts, truncation=True, max_length=self.max_length)  # unpadded lists
-        lengths: dict[int, list[int]] = {}
-        for row, ids in enumerate(tokens["input_ids"]):
-            lengths.setdefault(len(ids), []).append(row)
-        batches = [rows[i : i + batch_size] for rows in lengths.values() for i in range(0, len(rows), batch_size)]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
 
         def run(rows: list[int]) -> None:
             out[rows] = self._run({n: np.asarray([tokens[n][i] for i in rows], dtype=np.int64) for n in self.names})
 
         with ThreadPoolExecutor(self.workers) as pool:
-            list(pool.map(run, batches))
+            list(pool.map(run, length_batches(tokens["input_ids"], batch_size)))
         return out
 
     def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
